@@ -1,0 +1,159 @@
+"""Typed configuration: one model per params.yaml section.
+
+Unknown keys, missing keys and wrong types fail at start-up with the key's name, so a typo in
+params.yaml or a `dvc exp run -S` override never trains for an hour on a default by mistake.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+
+class ConfigError(Exception):
+    """A params file or section is wrong; the message names the file and key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class OfficialSource(_Section):
+    """Where and how to fetch the real data."""
+
+    fashionpedia_url: str
+    fashionfail_url: str
+    retries: int
+    backoff_s: float
+    timeout_s: float
+    image_workers: int
+    fail_on_missing_images: bool
+
+
+class SyntheticSource(_Section):
+    """Sizes of the embedded synthetic data set."""
+
+    seed: int
+    image_size: int
+    fp_train_images: int
+    fp_val_images: int
+    ff_train_images: int
+    ff_val_images: int
+    ff_test_images: int
+    max_objects: int
+
+
+class DownloadConfig(_Section):
+    source: Literal["synthetic", "official"]
+    official: OfficialSource
+    synthetic: SyntheticSource
+
+
+class SplitConfig(_Section):
+    val_fraction: float
+    seed: int
+
+    @field_validator("val_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 < v < 1.0:
+            raise ValueError("must be strictly between 0 and 1")
+        return v
+
+
+class RleEncodeConfig(_Section):
+    invalid: Literal["drop", "error"]
+
+
+class TrainConfig(_Section):
+    """One training run: Facere and Facere+ differ only in these values."""
+
+    classes: Literal["fashionpedia", "fashionfail"]
+    arch: str
+    weights: str  # "none" | "coco" | path to a weights file (state dict or Lightning checkpoint)
+    head_init: Literal["random", "remap"]
+    min_size: int
+    max_size: int
+    augment: str
+    batch_size: int
+    num_workers: int
+    shuffle: bool
+    max_epochs: int
+    optimizer: Literal["sgd", "adam", "adamw"]
+    lr: float
+    momentum: float
+    betas: tuple[float, float]
+    weight_decay: float
+    accelerator: str
+    devices: int | str
+    strategy: str
+    num_nodes: int
+    precision: str
+    seed: int
+    deterministic: bool
+    monitor: str
+    monitor_mode: Literal["min", "max"]
+    eval_map_every_n_epochs: int
+    limit_train_batches: float | int
+    log_every_n_steps: int
+
+
+class EvaluateConfig(_Section):
+    batch_size: int
+    score_threshold: float
+    num_overlays: int
+    device: str
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "download": DownloadConfig,
+    "split": SplitConfig,
+    "rle_encode": RleEncodeConfig,
+    "train_facere": TrainConfig,
+    "finetune_facere_plus": TrainConfig,
+    "evaluate": EvaluateConfig,
+}
+
+S = TypeVar("S", bound=_Section)
+
+
+def parse_section(model: type[S], values: object, where: str) -> S:
+    """Validate `values` against `model`; ConfigError names `where` and the offending key."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    # YAML gives lists where we want tuples; strict mode would reject them.
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    try:
+        return model.model_validate(values)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{where}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(problems) from None
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> dict:
+    """Read a params file as a plain dict; ConfigError if it is missing or not YAML."""
+    path = Path(path)
+    try:
+        with path.open() as f:
+            params = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections")
+    return params
+
+
+def load_section(section: str, path: str | os.PathLike = "params.yaml", model: type[S] | None = None) -> S:
+    """Load and validate one section of a params file."""
+    params = load_params(path)
+    if section not in params:
+        raise ConfigError(f"{path}: missing section {section!r}")
+    return parse_section(model or SECTIONS[section], params[section], f"{path}:{section}")

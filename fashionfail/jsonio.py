@@ -1,0 +1,57 @@
+"""Reading and writing JSON files safely: clear errors naming the file, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+class DataError(Exception):
+    """Bad input data; the message names the file and, where known, the offending id."""
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; DataError (one line, naming the file) if it is missing or malformed."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a JSON file") from None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise DataError(f"{path}: malformed JSON ({e})") from None
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
+
+    Nothing partial is ever left at `path`: on error the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def dump_json(obj: Any, path: str | os.PathLike, *, indent: bool = False) -> None:
+    """Write `obj` as JSON to `path` atomically (temp file, then rename)."""
+    option = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if indent else 0)
+    data = orjson.dumps(obj, option=option)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data + (b"\n" if indent else b""))
