@@ -12,6 +12,10 @@ from typing import Any
 import orjson
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 class DataError(Exception):
     """Bad input data; the message names the file and, where known, the offending id."""
 
@@ -42,6 +46,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -1,0 +1,145 @@
+"""Detection datasets for training: torchvision CocoDetection wrapped for the v2 transforms.
+
+The only additions to torchvision's wrapper: category ids are mapped to model labels through a
+LabelSpace, crowd annotations are left out of the targets, images without annotations get empty
+targets, and unreadable image files fail with their path and image id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
+from torchvision.transforms.v2 import functional as F
+
+from fashionfail.categories import LabelSpace
+from fashionfail.jsonio import DataError, load_json
+
+_TARGET_KEYS = ("image_id", "boxes", "labels", "masks", "iscrowd")
+
+
+class _QuietCoco(CocoDetection):
+    """CocoDetection whose annotation file is parsed with our checked loader (clear errors)."""
+
+    def __init__(self, root: str, ann_file: str):
+        from pycocotools.coco import COCO
+
+        data = load_json(ann_file)
+        for key in ("images", "annotations", "categories"):
+            if key not in data:
+                raise DataError(f"{ann_file}: missing top-level key {key!r}")
+        self.root = root
+        self.transforms = self.transform = self.target_transform = None
+        coco = COCO()
+        coco.dataset = data
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+            coco.createIndex()
+        self.coco = coco
+        self.ids = sorted(coco.imgs)
+
+
+class DetectionDataset(Dataset):
+    """(image, target) pairs with model labels 1..N; `transforms` is a v2 transform or None."""
+
+    def __init__(
+        self,
+        img_dir: str | Path,
+        ann_file: str | Path,
+        space: LabelSpace,
+        transforms: Callable | None = None,
+    ):
+        self.img_dir, self.ann_file = Path(img_dir), Path(ann_file)
+        base = _QuietCoco(str(self.img_dir), str(self.ann_file))
+        self._check(base, space)
+        self.base = wrap_dataset_for_transforms_v2(base, target_keys=_TARGET_KEYS)
+        self.ids = base.ids
+        self.space = space
+        self.transforms = transforms
+        # Index once: model label per category id of this file.
+        self._lut = {cid: space.to_label(cid) for cid in base.coco.getCatIds() if space.contains(cid)}
+
+    def _check(self, base: CocoDetection, space: LabelSpace) -> None:
+        if not base.ids:
+            raise DataError(f"{self.ann_file}: no images")
+        for ann in base.coco.dataset["annotations"]:
+            if not space.contains(ann.get("category_id")):
+                raise DataError(
+                    f"{self.ann_file}: annotation {ann.get('id')} (image {ann.get('image_id')}) "
+                    f"has category_id {ann.get('category_id')}, not a {space.name} class"
+                )
+        missing = [
+            img["file_name"] for img in base.coco.imgs.values()
+            if not (self.img_dir / img["file_name"]).is_file()
+        ]  # fmt: skip
+        if missing:
+            raise DataError(
+                f"{self.img_dir}: {len(missing)} image file(s) of {self.ann_file.name} missing, "
+                f"first: {missing[0]}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[Any, dict[str, Any]]:
+        try:
+            image, target = self.base[index]
+        except (OSError, UnidentifiedImageError, SyntaxError) as e:
+            info = self.base.coco.imgs[self.ids[index]]
+            raise DataError(
+                f"{self.img_dir / info['file_name']}: cannot decode image (image id {info['id']}): {e}"
+            ) from None
+        target = self._to_model_target(image, target)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+    def _to_model_target(self, image: Any, target: dict[str, Any]) -> dict[str, Any]:
+        h, w = F.get_size(image)
+        if "boxes" not in target:  # the wrapper returns only image_id for an image without objects
+            return {
+                "image_id": target["image_id"],
+                "boxes": tv_tensors.BoundingBoxes(
+                    torch.zeros((0, 4)), format="XYXY", canvas_size=(h, w)
+                ),
+                "labels": torch.zeros((0,), dtype=torch.int64),
+                "masks": tv_tensors.Mask(torch.zeros((0, h, w), dtype=torch.uint8)),
+            }
+        keep = torch.tensor([not c for c in target.pop("iscrowd")], dtype=torch.bool)
+        labels = torch.tensor([self._lut[int(c)] for c in target["labels"]], dtype=torch.int64)
+        return {
+            "image_id": target["image_id"],
+            # torchvision's RoI heads require float boxes; COCO integer boxes arrive as int64.
+            "boxes": tv_tensors.wrap(target["boxes"][keep].float(), like=target["boxes"]),
+            "labels": labels[keep],
+            "masks": tv_tensors.Mask(target["masks"][keep]),
+        }
+
+
+def collate(batch: list[tuple[Any, dict]]) -> tuple[list, list]:
+    """Detection batches are lists: images differ in size and targets in object count."""
+    images, targets = zip(*batch, strict=True)
+    return list(images), list(targets)
+
+
+def make_loader(
+    dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers: int, seed: int = 0
+) -> DataLoader:
+    """A DataLoader with the detection collate function and a seeded shuffle."""
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        collate_fn=collate,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+    )

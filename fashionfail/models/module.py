@@ -1,0 +1,115 @@
+"""One LightningModule for Facere and Facere+: a torchvision Mask R-CNN plus its training loop."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics.detection import MeanAveragePrecision
+
+from fashionfail.categories import LabelSpace
+from fashionfail.config import TrainConfig, parse_section
+from fashionfail.models.factory import build_model
+
+# torchmetrics' result keys -> our metric names (logged as val/<iou>_<name>).
+_MAP_KEYS = {"map": "mAP", "map_50": "AP50", "map_75": "AP75", "mar_1": "AR1", "mar_100": "AR100"}
+
+
+@contextlib.contextmanager
+def losses_without_stat_updates(model: nn.Module) -> Iterator[None]:
+    """Run `model` in train mode (detection models only return losses then) with every
+    BatchNorm in eval mode, so validation never changes running statistics.
+
+    Reference code switched the whole model to train mode for validation losses, which silently
+    updates the BatchNorm statistics of the v2 heads on validation data.
+    """
+    was_training = {m: m.training for m in model.modules()}
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in was_training.items():
+            m.training = mode
+
+
+class MaskRCNNModule(pl.LightningModule):
+    """Mask R-CNN training; `train` is a TrainConfig as a dict (stored in the checkpoint)."""
+
+    def __init__(self, train: dict[str, Any]):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg: TrainConfig = parse_section(TrainConfig, dict(train), "checkpoint:train")
+        self.space = LabelSpace(self.cfg.classes)
+        self.model = build_model(
+            self.cfg.arch,
+            self.space.num_classes,
+            min_size=self.cfg.min_size,
+            max_size=self.cfg.max_size,
+            coco=self.cfg.weights == "coco",
+        )
+        self.val_map = MeanAveragePrecision(iou_type=("bbox", "segm"), backend="pycocotools")
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        return self.model(images)
+
+    def _losses(self, batch: tuple[list, list], stage: str) -> torch.Tensor:
+        images, targets = batch
+        losses = self.model(images, targets)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            values = {k: round(v.item(), 4) for k, v in losses.items()}
+            ids = [t["image_id"] for t in targets]
+            raise FloatingPointError(f"non-finite {stage} loss {values} on image ids {ids}")
+        n = len(images)  # the number of images, not the length of the (images, targets) tuple
+        self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=n, sync_dist=stage == "val")
+        self.log(f"{stage}/loss", loss, batch_size=n, prog_bar=True, sync_dist=stage == "val")
+        return loss
+
+    def training_step(self, batch: tuple[list, list], batch_idx: int) -> torch.Tensor:
+        return self._losses(batch, "train")
+
+    def _map_this_epoch(self) -> bool:
+        every = self.cfg.eval_map_every_n_epochs
+        return every > 0 and (self.current_epoch + 1) % every == 0
+
+    def validation_step(self, batch: tuple[list, list], batch_idx: int) -> None:
+        with losses_without_stat_updates(self.model):
+            self._losses(batch, "val")
+        if self._map_this_epoch():
+            images, targets = batch
+            preds = self.model(images)
+            self.val_map.update(
+                [{"boxes": p["boxes"], "scores": p["scores"], "labels": p["labels"],
+                  "masks": p["masks"][:, 0] > 0.5} for p in preds],
+                [{"boxes": t["boxes"], "labels": t["labels"], "masks": t["masks"].bool()}
+                 for t in targets],
+            )  # fmt: skip
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._map_this_epoch():
+            return
+        result = self.val_map.compute()
+        self.val_map.reset()
+        metrics = {
+            f"val/{iou}_{name}": result[f"{iou}_{key}"].float()
+            for iou in ("bbox", "segm")
+            for key, name in _MAP_KEYS.items()
+        }
+        self.log_dict(metrics, sync_dist=False)  # already synchronised by torchmetrics
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        params = [p for p in self.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(
+                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            )
+        cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        return cls(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)

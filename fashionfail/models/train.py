@@ -1,0 +1,227 @@
+"""`train(cfg, paths)`: the one training entry point behind both DVC training stages and the
+original project's two training scripts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from fashionfail.categories import LabelSpace
+from fashionfail.config import ConfigError, TrainConfig
+from fashionfail.data.detection import DetectionDataset, make_loader
+from fashionfail.data.presets import train_transforms, val_transforms
+from fashionfail.jsonio import dump_json, load_json
+from fashionfail.models.factory import load_initial_weights
+from fashionfail.models.module import MaskRCNNModule
+
+RUN_FILE = "run.json"  # bookkeeping beside the checkpoints: fingerprint, status, Aim run hash
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    """Where a training run reads and writes; dvc.yaml passes these on the command line."""
+
+    train_ann: Path
+    train_img_dir: Path
+    val_ann: Path
+    val_img_dir: Path
+    out_dir: Path  # best.ckpt, last.ckpt, run.json
+    live_dir: Path  # dvclive folder (metrics.json, plots/)
+    aim_repo: Path  # folder holding the .aim repository
+    name: str  # run name in Aim and the experiment name, e.g. the DVC stage name
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """Normalise `precision`; fall back to 32-true where 16-bit needs a GPU we do not have.
+
+    Lightning accepts "16" as "16-mixed" (the original scripts pass `--precision 16`), but 16-bit
+    float mixed precision needs CUDA: on a CPU the run goes on in full precision, with a warning.
+    """
+    precision = {"16": "16-mixed", "32": "32-true", "bf16": "bf16-mixed", "64": "64-true"}.get(
+        str(precision), str(precision)
+    )
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and precision.startswith("16"):
+        warnings.warn(
+            f"precision {precision} needs a CUDA GPU; training in 32-true on CPU instead",
+            stacklevel=2,
+        )
+        return "32-true"
+    return precision
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(cfg: TrainConfig, paths: TrainPaths) -> str:
+    """Identity of a run: config and input files. A run may only be resumed by its own kind."""
+    h = hashlib.sha256(orjson.dumps(cfg.model_dump(), option=orjson.OPT_SORT_KEYS))
+    inputs = [paths.train_ann, paths.val_ann]
+    if cfg.weights not in ("none", "coco"):
+        inputs.append(Path(cfg.weights).expanduser())
+    for p in inputs:
+        h.update(_file_digest(p).encode())
+    return h.hexdigest()
+
+
+def _is_main_process() -> bool:
+    # Lightning's DDP launcher re-runs this script for the other ranks with these set.
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+def _git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _prepare_out_dir(cfg: TrainConfig, paths: TrainPaths) -> tuple[Path | None, dict[str, Any]]:
+    """Decide between resuming an interrupted run and starting afresh; returns (ckpt, run info).
+
+    `last.ckpt` is resumed only if run.json says the run with the same fingerprint did not finish:
+    a finished run, or one with other params or data, starts over (old checkpoints removed).
+    """
+    fp = fingerprint(cfg, paths)
+    run_file = paths.out_dir / RUN_FILE
+    last = paths.out_dir / "last.ckpt"
+    info = load_json(run_file) if run_file.is_file() else {}
+    if info.get("fingerprint") == fp and info.get("status") == "running" and last.is_file():
+        return last, info
+    info = {"fingerprint": fp, "status": "running", "name": paths.name}
+    if _is_main_process():
+        for stale in ("best.ckpt", "last.ckpt", RUN_FILE):
+            (paths.out_dir / stale).unlink(missing_ok=True)
+        if paths.live_dir.exists():
+            shutil.rmtree(paths.live_dir)
+        paths.out_dir.mkdir(parents=True, exist_ok=True)
+        dump_json(info, run_file, indent=True)
+    return None, info
+
+
+class _RunFile(pl.Callback):
+    """Records the Aim run hash in run.json once training starts, so a resume continues it."""
+
+    def __init__(self, run_file: Path, info: dict[str, Any], aim_logger: Any):
+        self.run_file, self.info, self.aim_logger = run_file, info, aim_logger
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and self.aim_logger is not None:
+            self.info["aim_run_hash"] = self.aim_logger.experiment.hash
+            dump_json(self.info, self.run_file, indent=True)
+
+
+def _loggers(cfg: TrainConfig, paths: TrainPaths, info: dict, resume: bool) -> list:
+    from aim.pytorch_lightning import AimLogger
+    from dvclive.lightning import DVCLiveLogger
+
+    exp = os.environ.get("DVC_EXP_NAME")
+    aim = AimLogger(
+        repo=str(paths.aim_repo),
+        experiment=paths.name,
+        run_name=f"{paths.name}@{exp}" if exp else paths.name,
+        run_hash=info.get("aim_run_hash") if resume else None,
+        train_metric_prefix="train/",
+        val_metric_prefix="val/",
+        capture_terminal_logs=False,
+    )
+    # dvcyaml=False: dvclive would otherwise rewrite the root dvc.yaml during `dvc repro`;
+    # its folder is declared by hand in dvc.yaml's top-level metrics/plots.
+    live = DVCLiveLogger(
+        dir=str(paths.live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume, report=None
+    )
+    return [aim, live]
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Reject combinations that would only fail later (after data loading or an epoch)."""
+    train_transforms(cfg.augment)  # unknown preset -> ValueError now
+    if cfg.monitor.startswith(("val/bbox_", "val/segm_")) and cfg.eval_map_every_n_epochs != 1:
+        raise ConfigError(
+            f"monitor {cfg.monitor!r} is computed only when eval_map_every_n_epochs is 1 "
+            f"(it is {cfg.eval_map_every_n_epochs}); monitor val/loss or evaluate every epoch"
+        )
+    if cfg.weights not in ("none", "coco") and not Path(cfg.weights).expanduser().is_file():
+        raise ConfigError(f"weights: {cfg.weights}: file not found (use none, coco or a path)")
+
+
+def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
+    """Train (or resume) one model; returns a summary with the best checkpoint and score."""
+    check_config(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    space = LabelSpace(cfg.classes)
+    train_ds = DetectionDataset(paths.train_img_dir, paths.train_ann, space, train_transforms(cfg.augment))
+    val_ds = DetectionDataset(paths.val_img_dir, paths.val_ann, space, val_transforms(cfg.augment))
+    train_loader = make_loader(
+        train_ds, cfg.batch_size, shuffle=cfg.shuffle, num_workers=cfg.num_workers, seed=cfg.seed
+    )
+    val_loader = make_loader(val_ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+
+    resume_from, info = _prepare_out_dir(cfg, paths)
+    module = MaskRCNNModule(cfg.model_dump())
+    if resume_from is None and cfg.weights not in ("none", "coco"):
+        counts = load_initial_weights(module.model, cfg.weights, space, cfg.head_init)
+        print(f"initial weights from {cfg.weights}: {counts}")
+
+    loggers = _loggers(cfg, paths, info, resume=resume_from is not None)
+    checkpoint = ModelCheckpoint(
+        dirpath=paths.out_dir,
+        filename="best",
+        monitor=cfg.monitor,
+        mode=cfg.monitor_mode,
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+    trainer = pl.Trainer(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        precision=resolve_precision(cfg.precision, cfg.accelerator),
+        max_epochs=cfg.max_epochs,
+        deterministic=cfg.deterministic,
+        limit_train_batches=cfg.limit_train_batches,
+        log_every_n_steps=cfg.log_every_n_steps,
+        logger=loggers,
+        callbacks=[checkpoint, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0])],
+        default_root_dir=str(paths.out_dir),
+        enable_model_summary=False,
+    )
+    # Lightning logs the module's hyper-parameters (the whole TrainConfig) to both loggers.
+    run_info = {"git_revision": _git_revision(), "dvc_experiment": os.environ.get("DVC_EXP_NAME", "")}
+    for logger in loggers:
+        logger.log_hyperparams(run_info)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
+
+    summary = {
+        "best": str(checkpoint.best_model_path),
+        "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "monitor": cfg.monitor,
+        "epochs": trainer.current_epoch,
+    }
+    if trainer.is_global_zero:
+        info = {**load_json(paths.out_dir / RUN_FILE), **summary, "status": "complete"}
+        dump_json(info, paths.out_dir / RUN_FILE, indent=True)
+    return summary

@@ -1,0 +1,42 @@
+"""DVC stage `download`: fill the raw data folder from params.yaml's `download` section.
+
+source=synthetic generates the embedded synthetic data offline (seconds); source=official fetches
+Fashionpedia from its S3 bucket and FashionFail from Hugging Face + the adidas CDN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fashionfail.config import ConfigError, load_section
+from fashionfail.data.sources import REPORT_NAME, run_download
+from fashionfail.jsonio import DataError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Writes OUT/fashionpedia/, OUT/fashionfail/ and OUT/{REPORT_NAME}. "
+        "Exit status 1 with a one-line 'error: ...' on stderr on bad params or data.",
+    )  # fmt: skip
+    p.add_argument("--params", default="params.yaml",
+                   help="params file; its `download` section is read (default: %(default)s)")
+    p.add_argument("--out", default="data/raw",
+                   help="root folder of the raw layout (default: %(default)s)")  # fmt: skip
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        report = run_download(load_section("download", args.params), args.out)
+    except (DataError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"download ({report['source']}): {report['image_counts']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""DVC stage `split`: the paper's image-wise train/val split of an annotation file.
+
+The val image ids are exactly sklearn's train_test_split(image ids in file order,
+test_size=VAL_FRACTION, random_state=SEED); images and annotations keep their file order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fashionfail.config import ConfigError, SplitConfig, parse_section
+from fashionfail.data.split import split_file
+from fashionfail.jsonio import DataError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Exit status 1 with a one-line 'error: ...' on stderr (naming the file and id) on "
+        "malformed input; no output file is written then.",
+    )  # fmt: skip
+    p.add_argument("--ann", required=True, help="input COCO annotation file")
+    p.add_argument("--train-out", required=True, help="output: the train part")
+    p.add_argument("--val-out", required=True, help="output: the val part")
+    p.add_argument("--val-fraction", type=float, default=0.25,
+                   help="share of images for val, sklearn's test_size (default: %(default)s, "
+                   "the paper's; dvc.yaml passes params.yaml split.val_fraction)")
+    p.add_argument("--seed", type=int, default=42,
+                   help="sklearn's random_state (default: %(default)s, the paper's; dvc.yaml "
+                   "passes params.yaml split.seed)")  # fmt: skip
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = parse_section(
+            SplitConfig, {"val_fraction": args.val_fraction, "seed": args.seed}, "split arguments"
+        )
+        counts = split_file(args.ann, args.train_out, args.val_out, cfg.val_fraction, cfg.seed)
+    except (DataError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"split {args.ann}: train {counts['train']}, val {counts['val']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

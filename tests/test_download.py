@@ -1,0 +1,301 @@
+"""The official downloader against a local faulty HTTP server: resume, retries, checks, reruns."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from http_fault_server import Fault, FaultServer  # tests/ is on sys.path (pytest rootdir import)
+
+from fashionfail.config import OfficialSource
+from fashionfail.data.download import (
+    FF_TRANSFORM,
+    DownloadError,
+    download_official,
+    extract_zip,
+    fetch_file,
+    ff_image_url,
+    read_ff_images,
+)
+from fashionfail.jsonio import DataError
+
+FP, FF = "/fp", "/ff"
+ANN_TRAIN = f"{FP}/annotations/instances_attributes_train2020.json"
+ANN_VAL = f"{FP}/annotations/instances_attributes_val2020.json"
+ZIP_TRAIN = f"{FP}/images/train2020.zip"
+ZIP_VAL = f"{FP}/images/val_test2020.zip"
+MISSING = "val_1.jpg"  # the one FashionFail image the server does not have (link rot)
+
+
+def _jpeg_like(rng: random.Random, n: int = 1500) -> bytes:
+    return b"\xff\xd8\xff\xe0" + rng.randbytes(n)
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _ff_json(split: str, base_url: str) -> bytes:
+    images = [
+        {"id": i, "file_name": f"{split}_{i}.jpg", "width": 8, "height": 8,
+         "original_url": f"{base_url}/images/{split}_{i}.jpg"}
+        for i in (1, 2, 3)
+    ]
+    return json.dumps({"images": images, "annotations": [], "categories": []}).encode()
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    srv = FaultServer({}).start()
+    rng = random.Random(0)
+    srv.train_members = {f"train/{k}.jpg": _jpeg_like(rng) for k in "abc"}
+    srv.test_members = {f"test/{k}.jpg": _jpeg_like(rng) for k in "de"}
+    srv.files.update({
+        # big enough that a drop after a few hundred bytes is mid-file
+        ANN_TRAIN: json.dumps({"images": [{"id": i} for i in range(300)]}).encode(),
+        ANN_VAL: json.dumps({"images": [{"id": 1}], "annotations": []}).encode(),
+        ZIP_TRAIN: _zip(srv.train_members),
+        ZIP_VAL: _zip(srv.test_members),
+    })
+    for split in ("train", "val", "test"):
+        srv.files[f"{FF}/ff_{split}.json"] = _ff_json(split, srv.url)
+        for i in (1, 2, 3):
+            name = f"{split}_{i}.jpg"
+            if name != MISSING:
+                srv.files[f"/images/{FF_TRANSFORM}{name}"] = _jpeg_like(rng, 300)
+    yield srv
+    srv.stop()
+
+
+def _cfg(srv: FaultServer, **overrides: object) -> OfficialSource:
+    values = dict(
+        fashionpedia_url=srv.url + FP, fashionfail_url=srv.url + FF, retries=4, backoff_s=0.001,
+        timeout_s=5.0, image_workers=3, fail_on_missing_images=False,
+    )
+    return OfficialSource(**{**values, **overrides})
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _expected_tree(srv: FaultServer) -> dict[str, bytes]:
+    tree = {
+        "fashionpedia/instances_attributes_train2020.json": srv.files[ANN_TRAIN],
+        "fashionpedia/instances_attributes_val2020.json": srv.files[ANN_VAL],
+        **{f"fashionpedia/images/{k}": v for k, v in srv.train_members.items()},
+        **{f"fashionpedia/images/{k}": v for k, v in srv.test_members.items()},
+    }
+    for split in ("train", "val", "test"):
+        tree[f"fashionfail/ff_{split}.json"] = srv.files[f"{FF}/ff_{split}.json"]
+        for i in (1, 2, 3):
+            served = srv.files.get(f"/images/{FF_TRANSFORM}{split}_{i}.jpg")
+            if served is not None:
+                tree[f"fashionfail/images/{split}/{split}_{i}.jpg"] = served
+    return tree
+
+
+def test_full_download_with_faults_then_rerun_is_free(server: FaultServer, tmp_path: Path) -> None:
+    server.add_faults(ZIP_TRAIN, Fault("drop", 700), Fault("drop", 700), Fault("drop", 700))
+    server.add_faults(ANN_TRAIN, Fault("status", 503))
+    server.add_faults(ANN_VAL, Fault("lie", 50))
+    server.add_faults(f"/images/{FF_TRANSFORM}test_2.jpg", Fault("drop", 100), Fault("status", 500))
+
+    report = download_official(_cfg(server), tmp_path)
+
+    # Byte-identical layout; the only extra files are the hidden bookkeeping ones.
+    tree = _tree(tmp_path)
+    bookkeeping = {".download_manifest.json", "fashionpedia/.train2020.zip.extracted",
+                   "fashionpedia/.val_test2020.zip.extracted"}
+    assert set(tree) - set(_expected_tree(server)) == bookkeeping
+    assert {k: v for k, v in tree.items() if k not in bookkeeping} == _expected_tree(server)
+    assert sorted(os.listdir(tmp_path / "fashionpedia" / "images")) == ["test", "train"]
+
+    # The dropped zip was resumed from where each drop left it.
+    ranges = [e.range for e in server.requests_for(ZIP_TRAIN)]
+    assert ranges == [None, "bytes=700-", "bytes=1400-", "bytes=2100-"]
+    files = report["files"]
+    assert files["fashionpedia/train2020.zip"]["status"] == "resumed"
+    assert files["fashionpedia/train2020.zip"]["bytes"] == len(server.files[ZIP_TRAIN])
+    assert files["fashionpedia/instances_attributes_train2020.json"]["attempts"] == 2
+    # The lying Content-Length was a failed attempt; the retry got the file right.
+    assert files["fashionpedia/instances_attributes_val2020.json"]["attempts"] == 2
+    zip_report = report["zips"]["train2020.zip"]
+    assert (zip_report["status"], zip_report["files"], zip_report["zip_deleted"]) == (
+        "extracted", 3, True)
+
+    # The one unreachable image is reported, not fatal.
+    assert report["images_fetched"] == 8 and report["images_missing"] == 1
+    assert report["fashionfail_images"]["val"] == {
+        "total": 3, "fetched": 2, "skipped": 0, "missing": 1,
+        "bytes": sum(len(v) for k, v in server.files.items() if f"{FF_TRANSFORM}val_" in k),
+    }
+    (miss,) = report["missing_images"]
+    assert miss["split"] == "val" and miss["image_id"] == 1 and miss["file_name"] == MISSING
+    assert miss["url"] == f"{server.url}/images/{FF_TRANSFORM}{MISSING}"
+    assert "404" in miss["reason"]
+    assert len(server.requests_for(f"/images/{FF_TRANSFORM}{MISSING}")) == 1  # 404 is final
+
+    # A rerun sends nothing for complete files (only the missing image is tried again).
+    before = len(server.log)
+    again = download_official(_cfg(server), tmp_path)
+    assert [e.path for e in server.log[before:]] == [f"/images/{FF_TRANSFORM}{MISSING}"]
+    assert {f["status"] for f in again["files"].values()} == {"skipped"}
+    assert {z["status"] for z in again["zips"].values()} == {"skipped"}
+    assert again["images_skipped"] == 8 and again["images_fetched"] == 0
+    assert _tree(tmp_path) == tree
+
+
+def test_fail_on_missing_images_names_the_image(server: FaultServer, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=rf"1 of 9 .*val/{MISSING} \(HTTP 404"):
+        download_official(_cfg(server, fail_on_missing_images=True), tmp_path)
+
+
+def test_server_ignoring_range_restarts_from_zero(server: FaultServer, tmp_path: Path) -> None:
+    server.add_faults(ANN_TRAIN, Fault("drop", 400), Fault("ignore_range"))
+    result = fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", _cfg(server))
+    assert (tmp_path / "a.json").read_bytes() == server.files[ANN_TRAIN]
+    assert [(e.range, e.status) for e in server.requests_for(ANN_TRAIN)] == [
+        (None, 200), ("bytes=400-", 200)]
+    assert result["status"] == "downloaded" and result["attempts"] == 2
+    assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_complete_part_is_finished_by_a_416(server: FaultServer, tmp_path: Path) -> None:
+    body = server.files[ANN_TRAIN]
+    (tmp_path / "a.json.part").write_bytes(body)  # died after the last byte, before the rename
+    result = fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", _cfg(server))
+    assert [e.status for e in server.requests_for(ANN_TRAIN)] == [416]
+    assert result == {"url": server.url + ANN_TRAIN, "bytes": len(body), "status": "resumed",
+                      "attempts": 1}
+    assert os.listdir(tmp_path) == ["a.json"] and (tmp_path / "a.json").read_bytes() == body
+
+
+def test_oversized_part_restarts(server: FaultServer, tmp_path: Path) -> None:
+    body = server.files[ANN_VAL]
+    (tmp_path / "v.json.part").write_bytes(body + b"garbage")
+    fetch_file(server.url + ANN_VAL, tmp_path / "v.json", _cfg(server, retries=1))
+    assert [e.status for e in server.requests_for(ANN_VAL)] == [416, 200]
+    assert (tmp_path / "v.json").read_bytes() == body
+
+
+def test_changed_file_is_not_spliced(server: FaultServer, tmp_path: Path) -> None:
+    """If-Range: a part of the old version is discarded when the server's file changed."""
+    old = server.files[ANN_TRAIN]
+    server.add_faults(ANN_TRAIN, Fault("drop", 500))
+    with pytest.raises(DownloadError, match="after 1 attempt"):
+        fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", _cfg(server, retries=1))
+    assert (tmp_path / "a.json.part").stat().st_size == 500
+    new = bytes(reversed(old))  # same size, other content
+    server.files[ANN_TRAIN] = new
+    result = fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", _cfg(server, retries=1))
+    last = server.requests_for(ANN_TRAIN)[-1]
+    assert (last.range, last.status) == ("bytes=500-", 200) and last.if_range is not None
+    assert result["status"] == "downloaded"
+    assert (tmp_path / "a.json").read_bytes() == new
+    assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_timeout_is_retried_and_resumed(server: FaultServer, tmp_path: Path) -> None:
+    server.add_faults(ANN_TRAIN, Fault("stall", 1500))
+    fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", _cfg(server, timeout_s=0.3))
+    body = server.files[ANN_TRAIN]
+    assert (tmp_path / "a.json").read_bytes() == body
+    assert [e.range for e in server.requests_for(ANN_TRAIN)] == [None, f"bytes={len(body) // 2}-"]
+
+
+def test_retries_exhausted_names_url_and_keeps_part(server: FaultServer, tmp_path: Path) -> None:
+    server.add_faults(ANN_TRAIN, Fault("drop", 300), *[Fault("status", 503)] * 3)
+    url = server.url + ANN_TRAIN
+    with pytest.raises(DownloadError, match=rf"{url}: failed after 4 attempt\(s\).*HTTP 503"):
+        fetch_file(url, tmp_path / "a.json", _cfg(server))
+    assert len(server.requests_for(ANN_TRAIN)) == 4
+    assert (tmp_path / "a.json.part").stat().st_size == 300  # kept for the next run to resume
+    assert not (tmp_path / "a.json").exists()
+
+
+@pytest.mark.parametrize("status", [404, 403])
+def test_client_errors_are_final(server: FaultServer, tmp_path: Path, status: int) -> None:
+    server.add_faults(ZIP_VAL, Fault("status", status))
+    with pytest.raises(DataError, match=rf"val_test2020\.zip: HTTP {status}"):
+        fetch_file(server.url + ZIP_VAL, tmp_path / "z.zip", _cfg(server))
+    assert len(server.requests_for(ZIP_VAL)) == 1
+    assert os.listdir(tmp_path) == []
+
+
+def test_corrupt_zip_leaves_no_images(server: FaultServer, tmp_path: Path) -> None:
+    data = bytearray(server.files[ZIP_TRAIN])
+    data[data.index(server.train_members["train/b.jpg"]) + 10] ^= 0xFF  # breaks b.jpg's CRC
+    zip_path = tmp_path / "train2020.zip"
+    zip_path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="corrupt zip.*CRC"):
+        extract_zip(zip_path, "train", tmp_path / "images")
+    assert not zip_path.exists()  # so the next run downloads it again
+    assert os.listdir(tmp_path) == []  # no half-filled images/, no temp folder
+
+
+def test_extract_skips_foreign_members(tmp_path: Path) -> None:
+    zip_path = tmp_path / "z.zip"
+    zip_path.write_bytes(_zip({"train/x.jpg": b"x", "__MACOSX/._x.jpg": b"y"}))
+    stats = extract_zip(zip_path, "train", tmp_path / "images")
+    assert stats == {"files": 1, "bytes": 1, "ignored_members": 1}
+    assert _tree(tmp_path / "images") == {"train/x.jpg": b"x"}
+    with pytest.raises(DataError, match="no top-level folder test/"):
+        extract_zip(zip_path, "test", tmp_path / "images")
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        ({"id": 7, "file_name": "../evil.jpg", "original_url": "u"}, "image 7: unsafe file_name"),
+        ({"id": 7, "file_name": "a\\b.jpg", "original_url": "u"}, "image 7: unsafe file_name"),
+        ({"id": 7, "file_name": "..", "original_url": "u"}, "image 7: unsafe file_name"),
+        ({"id": 7, "file_name": "a.jpg"}, "image 7: missing or empty 'original_url'"),
+        ({"id": 7, "original_url": "u"}, "image 7: missing or empty 'file_name'"),
+        ({"file_name": "a.jpg", "original_url": "u"}, "without an id"),
+    ],
+)
+def test_ff_json_validation(tmp_path: Path, image: dict, message: str) -> None:
+    path = tmp_path / "ff_train.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "ok.jpg",
+                                            "original_url": "u"}, image]}))
+    with pytest.raises(DataError, match=rf"ff_train\.json: .*{message}"):
+        read_ff_images(path)
+
+
+def test_ff_json_duplicate_names(tmp_path: Path) -> None:
+    path = tmp_path / "ff_val.json"
+    img = {"file_name": "a.jpg", "original_url": "u"}
+    path.write_text(json.dumps({"images": [{"id": 1, **img}, {"id": 2, **img}]}))
+    with pytest.raises(DataError, match="images 1 and 2 share file_name 'a.jpg'"):
+        read_ff_images(path)
+
+
+def test_bad_ff_json_fails_before_fashionpedia(server: FaultServer, tmp_path: Path) -> None:
+    bad = json.loads(server.files[f"{FF}/ff_val.json"])
+    bad["images"][2]["file_name"] = "../../x.jpg"
+    server.files[f"{FF}/ff_val.json"] = json.dumps(bad).encode()
+    with pytest.raises(DataError, match=r"ff_val\.json: image 3: unsafe file_name"):
+        download_official(_cfg(server), tmp_path)
+    assert server.count(FP) == 0 and server.count("/images") == 0
+
+
+def test_ff_image_url() -> None:
+    url = "https://assetmanagerpim-res.cloudinary.com/images/a1b2/HQ1234_01_standard.jpg"
+    assert ff_image_url(url) == (
+        "https://assetmanagerpim-res.cloudinary.com/images/"
+        "f_jpg,q_auto,fl_lossy,c_fill,g_auto/a1b2/HQ1234_01_standard.jpg"
+    )
+    assert ff_image_url("https://x.test/images/a/images/b.jpg") == (
+        f"https://x.test/images/{FF_TRANSFORM}a/images/b.jpg")  # first occurrence only
+    assert ff_image_url("https://x.test/upload/b.jpg") == "https://x.test/upload/b.jpg"
