@@ -17,6 +17,7 @@ Target (2 cores): split + rle-encode <= 30 s wall and <= 4 GB peak RSS.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def _polygon(rng: np.random.Generator, w: int, h: int) -> list[list[float]]:
     r = float(np.exp(rng.uniform(np.log(4), np.log(r_max))))
     cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
     parts = []
-    for _ in range(rng.choice([1, 2, 3], p=[0.75, 0.18, 0.07])):
+    for _ in range(rng.choice([1, 2, 3], p=[0.6, 0.25, 0.15])):
         n = int(rng.integers(10, 101))
         t = np.sort(rng.uniform(0, 2 * np.pi, n))
         rad = r * rng.uniform(0.6, 1.0, n) / (1 + len(parts))
@@ -105,11 +106,12 @@ def make_annotation_file(path: Path, n_images: int, n_annotations: int, seed: in
     head = {
         "info": {"description": "benchmark file", "year": 2020},
         "categories": fashionpedia_categories(),
-        "attributes": [{"id": i, "name": f"a{i}", "supercategory": "s", "level": 1}
-                       for i in range(294)],
+        "attributes": [
+            {"id": i, "name": f"a{i}", "supercategory": "s", "level": 1} for i in range(294)
+        ],
         "images": images,
         "licenses": [{"id": 1, "name": "benchmark", "url": ""}],
-    }  # fmt: skip
+    }
     with path.open("wb") as f:
         f.write(orjson.dumps(head)[:-1] + b',"annotations":[')
         for start in range(0, n_annotations, CHUNK):
@@ -124,10 +126,8 @@ def make_annotation_file(path: Path, n_images: int, n_annotations: int, seed: in
 def _tree_rss(proc: psutil.Process) -> int:
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):  # exited between listing and reading
             total += p.memory_info().rss
-        except psutil.Error:
-            pass  # exited between listing and reading
     return total
 
 
@@ -157,17 +157,32 @@ def run_step(cmd: list[str]) -> dict:
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode:
         raise SystemExit(f"step failed ({child.returncode}): {' '.join(cmd)}")
-    return {"wall_s": wall, "tree_rss_mb": peak[0] / 2**20, "max_proc_rss_mb": usage.ru_maxrss / 1024}
+    return {
+        "wall_s": wall,
+        "tree_rss_mb": peak[0] / 2**20,
+        "max_proc_rss_mb": usage.ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--images", type=int, default=45_623, help="default: %(default)s (train2020)")
     p.add_argument("--annotations", type=int, default=333_401, help="default: %(default)s")
-    p.add_argument("--keep", type=Path, default=None,
-                   help="work in this folder and keep the files (default: a temporary folder)")
-    p.add_argument("--generate-only", type=Path, default=None, metavar="FILE",
-                   help="only write the annotation file to FILE (used internally)")  # fmt: skip
+    p.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="work in this folder and keep the files (default: a temporary folder)",
+    )
+    p.add_argument(
+        "--generate-only",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="only write the annotation file to FILE (used internally)",
+    )
     args = p.parse_args()
     if args.generate_only:
         make_annotation_file(args.generate_only, args.images, args.annotations)
@@ -180,20 +195,52 @@ def main() -> None:
         t = time.perf_counter()
         # In a child process: a forked child inherits its parent's max RSS, so this process must
         # stay small for the per-step kernel numbers to be the steps' own.
-        subprocess.run([sys.executable, __file__, "--generate-only", str(src),
-                        "--images", str(args.images), "--annotations", str(args.annotations)],
-                       check=True)  # fmt: skip
-        print(f"generated {src.stat().st_size / 1e6:.0f} MB ({args.images} images, "
-              f"{args.annotations} annotations) in {time.perf_counter() - t:.1f} s (not timed)")  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--generate-only",
+                str(src),
+                "--images",
+                str(args.images),
+                "--annotations",
+                str(args.annotations),
+            ],
+            check=True,
+        )
+        print(
+            f"generated {src.stat().st_size / 1e6:.0f} MB ({args.images} images, "
+            f"{args.annotations} annotations) in {time.perf_counter() - t:.1f} s (not timed)"
+        )
         py, stages = sys.executable, REPO / "stages"
         steps = {
-            "split": [py, stages / "split.py", "--ann", src,
-                      "--train-out", work / "fp_train.json", "--val-out", work / "fp_val.json"],
-            "rle-encode train": [py, stages / "rle_encode.py", "--ann", work / "fp_train.json",
-                                 "--out", work / "fp_train_rle.json"],
-            "rle-encode val": [py, stages / "rle_encode.py", "--ann", work / "fp_val.json",
-                               "--out", work / "fp_val_rle.json"],
-        }  # fmt: skip
+            "split": [
+                py,
+                stages / "split.py",
+                "--ann",
+                src,
+                "--train-out",
+                work / "fp_train.json",
+                "--val-out",
+                work / "fp_val.json",
+            ],
+            "rle-encode train": [
+                py,
+                stages / "rle_encode.py",
+                "--ann",
+                work / "fp_train.json",
+                "--out",
+                work / "fp_train_rle.json",
+            ],
+            "rle-encode val": [
+                py,
+                stages / "rle_encode.py",
+                "--ann",
+                work / "fp_val.json",
+                "--out",
+                work / "fp_val_rle.json",
+            ],
+        }
         results = {name: run_step([str(c) for c in cmd]) for name, cmd in steps.items()}
 
     rle = [results["rle-encode train"], results["rle-encode val"]]
@@ -210,9 +257,13 @@ def main() -> None:
     }
     print(f"\n{'step':<22}{'wall s':>9}{'peak tree RSS MB':>18}{'max proc RSS MB':>17}")
     for name, r in results.items():
-        print(f"{name:<22}{r['wall_s']:>9.1f}{r['tree_rss_mb']:>18.0f}{r['max_proc_rss_mb']:>17.0f}")
-    print(f"(cpus available: {len(os.sched_getaffinity(0))}; target: split + rle-encode "
-          "<= 30 s, <= 4096 MB)")  # fmt: skip
+        print(
+            f"{name:<22}{r['wall_s']:>9.1f}{r['tree_rss_mb']:>18.0f}{r['max_proc_rss_mb']:>17.0f}"
+        )
+    print(
+        f"(cpus available: {len(os.sched_getaffinity(0))}; target: split + rle-encode "
+        "<= 30 s, <= 4096 MB)"
+    )
 
 
 if __name__ == "__main__":

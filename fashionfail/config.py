@@ -103,10 +103,34 @@ class TrainConfig(_Section):
 
 
 class EvaluateConfig(_Section):
+    """Shared by the three evaluate stages; paths and class sets come from dvc.yaml."""
+
     batch_size: int
-    score_threshold: float
-    num_overlays: int
+    num_workers: int
     device: str
+    score_threshold: float  # overlays only: metrics use every detection the model returns
+    num_overlays: int
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+    @field_validator("num_workers", "num_overlays")
+    @classmethod
+    def _non_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+    @field_validator("score_threshold")
+    @classmethod
+    def _score(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError("must be between 0 and 1")
+        return v
 
 
 SECTIONS: dict[str, type[_Section]] = {

@@ -16,14 +16,19 @@ from fashionfail.jsonio import DataError
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"Writes OUT/fashionpedia/, OUT/fashionfail/ and OUT/{REPORT_NAME}. "
         "Exit status 1 with a one-line 'error: ...' on stderr on bad params or data.",
-    )  # fmt: skip
-    p.add_argument("--params", default="params.yaml",
-                   help="params file; its `download` section is read (default: %(default)s)")
-    p.add_argument("--out", default="data/raw",
-                   help="root folder of the raw layout (default: %(default)s)")  # fmt: skip
+    )
+    p.add_argument(
+        "--params",
+        default="params.yaml",
+        help="params file; its `download` section is read (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out", default="data/raw", help="root folder of the raw layout (default: %(default)s)"
+    )
     return p.parse_args(argv)
 
 

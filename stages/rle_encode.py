@@ -20,20 +20,32 @@ from fashionfail.jsonio import DataError
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Exit status 1 with a one-line 'error: ...' on stderr (naming the file and id) on "
         "malformed input; no output file is written then.",
-    )  # fmt: skip
+    )
     p.add_argument("--ann", required=True, help="input COCO annotation file")
     p.add_argument("--out", required=True, help="output annotation file")
-    p.add_argument("--report", default=None,
-                   help="JSON report (counts per segmentation kind, dropped annotations per "
-                   "reason with example ids); default: <OUT stem>.report.json next to OUT")
-    p.add_argument("--invalid", choices=POLICIES, default="drop",
-                   help="what to do with invalid geometry (default: %(default)s; dvc.yaml passes "
-                   "params.yaml rle_encode.invalid)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker processes (default: all cores for files >= 16 MB, else 1)")  # fmt: skip
+    p.add_argument(
+        "--report",
+        default=None,
+        help="JSON report (counts per segmentation kind, dropped annotations per "
+        "reason with example ids); default: <OUT stem>.report.json next to OUT",
+    )
+    p.add_argument(
+        "--invalid",
+        choices=POLICIES,
+        default="drop",
+        help="what to do with invalid geometry (default: %(default)s; dvc.yaml passes "
+        "params.yaml rle_encode.invalid)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: all cores for files >= 16 MB, else 1)",
+    )
     return p.parse_args(argv)
 
 
@@ -45,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     dropped = report["dropped"]["counts"]
-    print(f"rle-encode {args.ann}: {report['annotations_out']}/{report['annotations_in']} kept"
-          + (f", dropped {dropped}" if dropped else ""))  # fmt: skip
+    print(
+        f"rle-encode {args.ann}: {report['annotations_out']}/{report['annotations_in']} kept"
+        + (f", dropped {dropped}" if dropped else "")
+    )
     return 0
 
 

@@ -16,19 +16,28 @@ from fashionfail.jsonio import DataError
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Exit status 1 with a one-line 'error: ...' on stderr (naming the file and id) on "
         "malformed input; no output file is written then.",
-    )  # fmt: skip
+    )
     p.add_argument("--ann", required=True, help="input COCO annotation file")
     p.add_argument("--train-out", required=True, help="output: the train part")
     p.add_argument("--val-out", required=True, help="output: the val part")
-    p.add_argument("--val-fraction", type=float, default=0.25,
-                   help="share of images for val, sklearn's test_size (default: %(default)s, "
-                   "the paper's; dvc.yaml passes params.yaml split.val_fraction)")
-    p.add_argument("--seed", type=int, default=42,
-                   help="sklearn's random_state (default: %(default)s, the paper's; dvc.yaml "
-                   "passes params.yaml split.seed)")  # fmt: skip
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.25,
+        help="share of images for val, sklearn's test_size (default: %(default)s, "
+        "the paper's; dvc.yaml passes params.yaml split.val_fraction)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="sklearn's random_state (default: %(default)s, the paper's; dvc.yaml "
+        "passes params.yaml split.seed)",
+    )
     return p.parse_args(argv)
 
 

@@ -13,9 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from fashionfail.config import ConfigError, TrainConfig, load_section
-from fashionfail.jsonio import DataError
-from fashionfail.models.train import TrainPaths, train
+from fashionfail.config import TrainConfig, load_section
+from fashionfail.models.train import TrainPaths, report_errors, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,16 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aim-repo", default=Path("."), type=Path, help="folder of the .aim repository (default: .)")
     ap.add_argument("--name", required=True, help="run name in Aim (the DVC experiment name is appended)")
     args = ap.parse_args(argv)
-    try:
+
+    def job() -> int:
         cfg = load_section(args.section, args.params, TrainConfig)
         paths = TrainPaths(args.train_ann, args.train_img_dir, args.val_ann, args.val_img_dir,
                            args.out_dir, args.live_dir, args.aim_repo, args.name)  # fmt: skip
         summary = train(cfg, paths)
-    except (ConfigError, DataError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"best checkpoint: {summary['best']} ({summary['monitor']} = {summary['best_score']})")
-    return 0
+        print(f"best checkpoint: {summary['best']} ({summary['monitor']} = {summary['best_score']})")
+        return 0
+
+    return report_errors(job)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ class FaultServer:
         self.files = dict(files)
         self.faults: dict[str, list[Fault]] = {}
         self.log: list[Logged] = []
+        self.send_etag = True  # False: a server without validators (no If-Range possible)
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.fault_server = self  # type: ignore[attr-defined]
@@ -134,7 +135,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(payload) + extra))
-        self.send_header("ETag", etag(body))
+        if srv.send_etag:
+            self.send_header("ETag", etag(body))
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         self.end_headers()

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from http_fault_server import Fault, FaultServer  # tests/ is on sys.path (pytest rootdir import)
 
-from fashionfail.config import OfficialSource
+from fashionfail.config import ConfigError, OfficialSource
 from fashionfail.data.download import (
     FF_TRANSFORM,
     DownloadError,
+    MissingImagesError,
     download_official,
     extract_zip,
     fetch_file,
@@ -89,7 +90,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def _expected_tree(srv: FaultServer) -> dict[str, bytes]:
+def _expected_tree(srv: FaultServer, absent: tuple[str, ...] = ()) -> dict[str, bytes]:
     tree = {
         "fashionpedia/instances_attributes_train2020.json": srv.files[ANN_TRAIN],
         "fashionpedia/instances_attributes_val2020.json": srv.files[ANN_VAL],
@@ -100,7 +101,7 @@ def _expected_tree(srv: FaultServer) -> dict[str, bytes]:
         tree[f"fashionfail/ff_{split}.json"] = srv.files[f"{FF}/ff_{split}.json"]
         for i in (1, 2, 3):
             served = srv.files.get(f"/images/{FF_TRANSFORM}{split}_{i}.jpg")
-            if served is not None:
+            if served is not None and f"{split}_{i}.jpg" not in absent:
                 tree[f"fashionfail/images/{split}/{split}_{i}.jpg"] = served
     return tree
 
@@ -110,15 +111,19 @@ def test_full_download_with_faults_then_rerun_is_free(server: FaultServer, tmp_p
     server.add_faults(ANN_TRAIN, Fault("status", 503))
     server.add_faults(ANN_VAL, Fault("lie", 50))
     server.add_faults(f"/images/{FF_TRANSFORM}test_2.jpg", Fault("drop", 100), Fault("status", 500))
+    # Dropped on every attempt: missing now, fetched by the rerun.
+    server.add_faults(f"/images/{FF_TRANSFORM}test_3.jpg", *[Fault("drop", 10)] * 4)
 
     report = download_official(_cfg(server), tmp_path)
 
     # Byte-identical layout; the only extra files are the hidden bookkeeping ones.
     tree = _tree(tmp_path)
-    bookkeeping = {".download_manifest.json", "fashionpedia/.train2020.zip.extracted",
+    bookkeeping = {"fashionpedia/.download_manifest.json", "fashionfail/.download_manifest.json",
+                   "fashionpedia/.train2020.zip.extracted",
                    "fashionpedia/.val_test2020.zip.extracted"}
-    assert set(tree) - set(_expected_tree(server)) == bookkeeping
-    assert {k: v for k, v in tree.items() if k not in bookkeeping} == _expected_tree(server)
+    expected = _expected_tree(server, absent=("test_3.jpg",))
+    assert set(tree) - set(expected) == bookkeeping  # no .part, .meta or temp files either
+    assert {k: v for k, v in tree.items() if k not in bookkeeping} == expected
     assert sorted(os.listdir(tmp_path / "fashionpedia" / "images")) == ["test", "train"]
 
     # The dropped zip was resumed from where each drop left it.
@@ -134,31 +139,52 @@ def test_full_download_with_faults_then_rerun_is_free(server: FaultServer, tmp_p
     assert (zip_report["status"], zip_report["files"], zip_report["zip_deleted"]) == (
         "extracted", 3, True)
 
-    # The one unreachable image is reported, not fatal.
-    assert report["images_fetched"] == 8 and report["images_missing"] == 1
+    # Unreachable images are reported, not fatal.
+    assert report["images_fetched"] == 7 and report["images_missing"] == 2
     assert report["fashionfail_images"]["val"] == {
         "total": 3, "fetched": 2, "skipped": 0, "missing": 1,
         "bytes": sum(len(v) for k, v in server.files.items() if f"{FF_TRANSFORM}val_" in k),
     }
-    (miss,) = report["missing_images"]
+    miss, dropped = report["missing_images"]
+    assert (dropped["split"], dropped["file_name"]) == ("test", "test_3.jpg")
+    assert "failed after 4 attempt(s)" in dropped["reason"]
+    assert "IncompleteRead" in dropped["reason"]
     assert miss["split"] == "val" and miss["image_id"] == 1 and miss["file_name"] == MISSING
     assert miss["url"] == f"{server.url}/images/{FF_TRANSFORM}{MISSING}"
     assert "404" in miss["reason"]
     assert len(server.requests_for(f"/images/{FF_TRANSFORM}{MISSING}")) == 1  # 404 is final
 
-    # A rerun sends nothing for complete files (only the missing image is tried again).
+    # A rerun sends nothing for complete files; only the missing images are tried again.
     before = len(server.log)
     again = download_official(_cfg(server), tmp_path)
-    assert [e.path for e in server.log[before:]] == [f"/images/{FF_TRANSFORM}{MISSING}"]
+    assert sorted(e.path for e in server.log[before:]) == [
+        f"/images/{FF_TRANSFORM}test_3.jpg", f"/images/{FF_TRANSFORM}{MISSING}"]
     assert {f["status"] for f in again["files"].values()} == {"skipped"}
     assert {z["status"] for z in again["zips"].values()} == {"skipped"}
-    assert again["images_skipped"] == 8 and again["images_fetched"] == 0
-    assert _tree(tmp_path) == tree
+    assert (again["images_skipped"], again["images_fetched"], again["images_missing"]) == (7, 1, 1)
+    tree["fashionfail/images/test/test_3.jpg"] = server.files[f"/images/{FF_TRANSFORM}test_3.jpg"]
+    ff_manifest = "fashionfail/.download_manifest.json"
+    del tree[ff_manifest]  # it now lists test_3.jpg too
+    assert {k: v for k, v in _tree(tmp_path).items() if k != ff_manifest} == tree
+    assert set(os.listdir(tmp_path)) == {"fashionpedia", "fashionfail"}
 
 
 def test_fail_on_missing_images_names_the_image(server: FaultServer, tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=rf"1 of 9 .*val/{MISSING} \(HTTP 404"):
+    with pytest.raises(MissingImagesError, match=rf"1 of 9 .*val/{MISSING} \(HTTP 404") as err:
         download_official(_cfg(server, fail_on_missing_images=True), tmp_path)
+    assert isinstance(err.value, DataError)
+    assert [m["file_name"] for m in err.value.report["missing_images"]] == [MISSING]
+    assert err.value.report["images_fetched"] == 8
+
+
+@pytest.mark.parametrize(("key", "value"), [("retries", 0), ("image_workers", 0),
+                                            ("timeout_s", 0.0), ("backoff_s", -1.0)])
+def test_bad_settings_fail_before_any_request(
+    server: FaultServer, tmp_path: Path, key: str, value: object
+) -> None:
+    with pytest.raises(ConfigError, match=f"download.official.{key}"):
+        download_official(_cfg(server, **{key: value}), tmp_path)
+    assert server.log == []
 
 
 def test_server_ignoring_range_restarts_from_zero(server: FaultServer, tmp_path: Path) -> None:
@@ -204,6 +230,20 @@ def test_changed_file_is_not_spliced(server: FaultServer, tmp_path: Path) -> Non
     assert result["status"] == "downloaded"
     assert (tmp_path / "a.json").read_bytes() == new
     assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_size_change_without_validator_restarts(server: FaultServer, tmp_path: Path) -> None:
+    """No ETag/Last-Modified, so no If-Range: a changed total in the 206 still forces a restart."""
+    server.send_etag = False
+    server.add_faults(ANN_TRAIN, Fault("drop", 500))
+    url = server.url + ANN_TRAIN
+    with pytest.raises(DownloadError):
+        fetch_file(url, tmp_path / "a.json", _cfg(server, retries=1))
+    new = server.files[ANN_TRAIN] + b" "
+    server.files[ANN_TRAIN] = new
+    fetch_file(url, tmp_path / "a.json", _cfg(server, retries=1))
+    assert [e.status for e in server.requests_for(ANN_TRAIN)] == [200, 206, 200]
+    assert (tmp_path / "a.json").read_bytes() == new
 
 
 def test_timeout_is_retried_and_resumed(server: FaultServer, tmp_path: Path) -> None:

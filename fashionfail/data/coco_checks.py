@@ -7,33 +7,13 @@ the file and the offending id.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
-from collections.abc import Iterator
 
 from fashionfail.jsonio import DataError
 
 TOP_LEVEL_KEYS = ("images", "annotations", "categories")
 IMAGE_KEYS = ("id", "width", "height", "file_name")
 ANNOTATION_KEYS = ("id", "image_id", "category_id", "segmentation", "bbox")
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building/dropping millions of JSON objects.
-
-    Loading Fashionpedia creates millions of lists and dicts; each allocation burst triggers a
-    full GC pass over all of them (measured: 3.4 s instead of 0.9 s to load 100k annotations).
-    JSON trees have no reference cycles, so nothing is leaked by pausing it.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _check_list(coco: dict, key: str, source: str) -> list:
@@ -74,8 +54,12 @@ def index_images(coco: object, source: str | os.PathLike) -> dict[int, dict]:
         for key in IMAGE_KEYS:
             if key not in img:
                 raise DataError(f"{source}: image id {img_id} is missing key {key!r}")
-        if not (_is_id(img["width"]) and _is_id(img["height"]) and img["width"] > 0
-                and img["height"] > 0):
+        if not (
+            _is_id(img["width"])
+            and _is_id(img["height"])
+            and img["width"] > 0
+            and img["height"] > 0
+        ):
             raise DataError(f"{source}: image id {img_id} has a non-positive or non-integer size")
         if img_id in by_id:
             raise DataError(f"{source}: duplicate image id {img_id}")

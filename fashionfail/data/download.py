@@ -21,7 +21,7 @@ How it stays correct on a flaky network and across interrupted runs:
 - Fashionpedia publishes no checksums: sizes are verified on download and zips by the CRC-32 of
   every member while extracting (a corrupt zip is deleted so the next run fetches it again).
 
-Bookkeeping files (hidden, inside `out_root`, so they travel with the stage output):
+Bookkeeping files (hidden, inside `fashionpedia/` and `fashionfail/`, the stage's outputs):
 - `.download_manifest.json`: url and size of every file completed here. A rerun skips a file that
   exists with that size without sending any request.
 - `fashionpedia/.<zip>.extracted`: written after a zip's folder is in place. Extraction goes to a
@@ -90,6 +90,18 @@ class DownloadError(DataError):
         self.reason = reason
 
 
+class MissingImagesError(DataError):
+    """FashionFail images could not be fetched and `fail_on_missing_images` is set.
+
+    `report` is the full report download_official would have returned, so a caller can still
+    write it (with every missing image) before failing.
+    """
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class _Retryable(Exception):
     """One attempt failed in a way another attempt may not."""
 
@@ -134,12 +146,11 @@ def fetch_file(
     part = dest.with_name(dest.name + ".part")
     own_session = session is None
     session = session or new_session()
-    resumed = False
     reason = ""
     try:
         for attempt in range(1, cfg.retries + 1):
             try:
-                size, resumed_now = _attempt(session, url, part, cfg.timeout_s, progress, dest.name)
+                size, resumed = _attempt(session, url, part, cfg.timeout_s, progress, dest.name)
             except _Retryable as e:
                 reason = str(e)
                 if attempt < cfg.retries:
@@ -150,7 +161,6 @@ def fetch_file(
                                 url, attempt, cfg.retries, reason, delay)
                     time.sleep(delay)
                 continue
-            resumed = resumed or resumed_now
             os.replace(part, dest)
             _meta_path(part).unlink(missing_ok=True)
             status = "resumed" if resumed else "downloaded"
@@ -328,6 +338,7 @@ def _fetch_tracked(
     result = fetch_file(url, dest, cfg, session=session, progress=True)
     manifest.record(dest, url, result["bytes"])
     manifest.save()
+    log.info("%s: %s, %d bytes", dest.name, result["status"], result["bytes"])
     return result
 
 
@@ -348,7 +359,7 @@ def extract_zip(zip_path: Path, top: str, images_dir: Path) -> dict[str, int]:
     tmp = images_dir.parent / f".extract-{zip_path.stem}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)  # a previous run's interrupted extraction
     tmp.mkdir(parents=True)
-    files = nbytes = ignored = 0
+    nbytes = ignored = 0
     try:
         try:
             with zipfile.ZipFile(zip_path) as zf:
@@ -367,7 +378,6 @@ def extract_zip(zip_path: Path, top: str, images_dir: Path) -> dict[str, int]:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with zf.open(info) as src, target.open("wb") as dst:
                         shutil.copyfileobj(src, dst, CHUNK)
-                    files += 1
                     nbytes += info.file_size
         except (zipfile.BadZipFile, zlib.error, EOFError) as e:
             # The size matched, yet the content is bad: fetch it again next run.
@@ -375,6 +385,7 @@ def extract_zip(zip_path: Path, top: str, images_dir: Path) -> dict[str, int]:
             raise DataError(f"{zip_path}: corrupt zip ({e}); deleted, rerun to fetch again") from e
         if not (tmp / top).is_dir():
             raise DataError(f"{zip_path}: no top-level folder {top}/ in the zip")
+        files = _count_files(tmp / top)  # what a rerun will count (duplicate members collapse)
         dest = images_dir / top
         if dest.exists():
             shutil.rmtree(dest)
@@ -560,14 +571,15 @@ def download_official(cfg: OfficialSource, out_root: Path) -> dict[str, Any]:
     Returns a JSON-able report: per-file url/bytes/status (downloaded | resumed | skipped), the
     zips' extraction (files, bytes, skipped or extracted), FashionFail image counts per split
     (total/fetched/skipped/missing/bytes) and the list of missing images with the reason.
-    Raises DataError on any Fashionpedia or FashionFail JSON failure, and on missing images if
-    `cfg.fail_on_missing_images`.
+    Raises DataError on any Fashionpedia or FashionFail JSON failure, and MissingImagesError
+    (a DataError carrying the report) on missing images if `cfg.fail_on_missing_images`.
     """
     _check_cfg(cfg)
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
     fp_dir, ff_dir = out_root / "fashionpedia", out_root / "fashionfail"
-    manifest = _Manifest(out_root)
+    # One manifest per output folder: a folder DVC deletes takes its bookkeeping with it.
+    fp_manifest, ff_manifest = _Manifest(fp_dir), _Manifest(ff_dir)
     files: dict[str, dict] = {}
     zips: dict[str, dict] = {}
     jobs: list[_ImageJob] = []
@@ -576,7 +588,7 @@ def download_official(cfg: OfficialSource, out_root: Path) -> dict[str, Any]:
         for split in FF_SPLITS:
             dest = ff_dir / f"ff_{split}.json"
             url = f"{cfg.fashionfail_url.rstrip('/')}/ff_{split}.json"
-            files[manifest.rel(dest)] = _fetch_tracked(url, dest, cfg, manifest, session)
+            files[f"fashionfail/{dest.name}"] = _fetch_tracked(url, dest, cfg, ff_manifest, session)
             jobs += [
                 _ImageJob(split, img["id"], img["file_name"], ff_image_url(img["original_url"]),
                           ff_dir / "images" / split / img["file_name"])
@@ -585,14 +597,14 @@ def download_official(cfg: OfficialSource, out_root: Path) -> dict[str, Any]:
         for name in FP_ANNOTATIONS:
             dest = fp_dir / name
             url = f"{cfg.fashionpedia_url.rstrip('/')}/annotations/{name}"
-            files[manifest.rel(dest)] = _fetch_tracked(url, dest, cfg, manifest, session)
+            files[f"fashionpedia/{name}"] = _fetch_tracked(url, dest, cfg, fp_manifest, session)
         for name, top in FP_ZIPS.items():
             files[f"fashionpedia/{name}"], zips[name] = _fashionpedia_zip(
-                name, top, cfg, fp_dir, manifest, session
+                name, top, cfg, fp_dir, fp_manifest, session
             )
     for split in FF_SPLITS:
         (ff_dir / "images" / split).mkdir(parents=True, exist_ok=True)
-    stats, missing = _fetch_images(jobs, cfg, manifest)
+    stats, missing = _fetch_images(jobs, cfg, ff_manifest)
     report = {
         "source": "official",
         "files": files,
@@ -603,11 +615,13 @@ def download_official(cfg: OfficialSource, out_root: Path) -> dict[str, Any]:
         "images_missing": len(missing),
         "missing_images": missing,
     }
-    if missing and cfg.fail_on_missing_images:
+    if missing:
         first = ", ".join(f"{m['split']}/{m['file_name']} ({m['reason']})" for m in missing[:5])
-        raise DataError(
-            f"{len(missing)} of {len(jobs)} FashionFail images could not be downloaded "
-            f"(first: {first}); set download.official.fail_on_missing_images: false to go on "
-            "without them"
-        )
+        message = (f"{len(missing)} of {len(jobs)} FashionFail images could not be downloaded "
+                   f"(first: {first})")
+        if cfg.fail_on_missing_images:
+            raise MissingImagesError(
+                f"{message}; set download.official.fail_on_missing_images: false to go on "
+                "without them", report)
+        log.warning("%s; they are listed in the report", message)
     return report

@@ -57,35 +57,48 @@ def make_fashionpedia(
         "fp_test": fp / "instances_attributes_val2020.json",
     }
     for name, src in sources.items():
-        reports[f"rle_{name}"] = encode_file(src, fp / f"{name}_rle.json", invalid=rle_encode.invalid)
+        reports[f"rle_{name}"] = encode_file(
+            src, fp / f"{name}_rle.json", invalid=rle_encode.invalid
+        )
     return reports
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Split and rle-encode settings come from the params file's `split` and `rle_encode` "
         "sections, the data sources from its `download` section (--source overrides its "
         "`source`). Exit status 1 with a one-line 'error: ...' on stderr on bad params or data.",
-    )  # fmt: skip
-    p.add_argument("--save_dir", type=Path, default=Path("~/.cache"),
-                   help="root of the data layout (default: %(default)s, as in the original "
-                   "project: files land in ~/.cache/fashionpedia/...)")
-    p.add_argument("--source", choices=("official", "synthetic"), default="official",
-                   help="official: download the real Fashionpedia and FashionFail (the original "
-                   "behaviour); synthetic: generate the small offline data set (default: "
-                   "%(default)s)")
-    p.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                   help="params file (default: the repository's params.yaml)")  # fmt: skip
+    )
+    p.add_argument(
+        "--save_dir",
+        type=Path,
+        default=Path("~/.cache"),
+        help="root of the data layout (default: %(default)s, as in the original "
+        "project: files land in ~/.cache/fashionpedia/...)",
+    )
+    p.add_argument(
+        "--source",
+        choices=("official", "synthetic"),
+        default="official",
+        help="official: download the real Fashionpedia and FashionFail (the original "
+        "behaviour); synthetic: generate the small offline data set (default: "
+        "%(default)s)",
+    )
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=DEFAULT_PARAMS,
+        help="params file (default: the repository's params.yaml)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        download = load_section("download", args.params).model_copy(
-            update={"source": args.source}
-        )
+        download = load_section("download", args.params).model_copy(update={"source": args.source})
         reports = make_fashionpedia(
             args.save_dir.expanduser(),
             download,
@@ -96,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     split = reports["split"]
-    print(f"fashionpedia ready under {args.save_dir.expanduser() / 'fashionpedia'}: "
-          f"train {split['train']}, val {split['val']}")  # fmt: skip
+    print(
+        f"fashionpedia ready under {args.save_dir.expanduser() / 'fashionpedia'}: "
+        f"train {split['train']}, val {split['val']}"
+    )
     return 0
 
 

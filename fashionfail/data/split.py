@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import os
 
-from sklearn.model_selection import train_test_split
-
-from fashionfail.data.coco_checks import gc_paused, validate_coco
-from fashionfail.jsonio import dump_json, load_json
+from fashionfail.data.coco_checks import validate_coco
+from fashionfail.data.coco_io import dump_coco, gc_paused, load_coco
 
 
 def split_ids(image_ids: list[int], val_fraction: float, seed: int) -> tuple[list, list]:
     """(train ids, val ids) exactly as the paper drew them."""
+    # Imported here: sklearn pulls in scipy (~0.8 s), which only the split itself needs.
+    from sklearn.model_selection import train_test_split
+
     train_ids, val_ids = train_test_split(image_ids, test_size=val_fraction, random_state=seed)
     return list(train_ids), list(val_ids)
 
@@ -52,16 +53,19 @@ def split_file(
     val_fraction: float,
     seed: int,
 ) -> dict:
-    """Load and validate `ann`, split it, write both halves atomically; return counts."""
+    """Load and validate `ann`, split it, write both halves atomically; return counts.
+
+    Values split does not read (polygons, attributes, info, ...) are copied byte for byte.
+    """
     with gc_paused():
-        coco = load_json(ann)
+        coco = load_coco(ann)
         validate_coco(coco, ann)
         train, val = split_coco(coco, val_fraction, seed)
         # Both writes are atomic; if the second fails the first is removed so that the pair is
         # never half updated.
-        dump_json(train, train_out)
+        dump_coco(train, train_out)
         try:
-            dump_json(val, val_out)
+            dump_coco(val, val_out)
         except BaseException:
             os.unlink(train_out)
             raise

@@ -38,9 +38,17 @@ FF_URL_PREFIX = "https://assetmanagerpim-res.cloudinary.com/images/"
 # two-part ones exercise multi-polygon segmentations: "pair" has two disjoint parts (glasses'
 # lenses, a pair of shoes), "cross" two overlapping bars whose union is the mask.
 SHAPES = (
-    "ellipse", "rectangle", "triangle", "pair", "diamond",
-    "c_ring", "cross", "star", "trapezoid", "chevron",
-)  # fmt: skip
+    "ellipse",
+    "rectangle",
+    "triangle",
+    "pair",
+    "diamond",
+    "c_ring",
+    "cross",
+    "star",
+    "trapezoid",
+    "chevron",
+)
 # Saturated, well separated hues; backgrounds are kept desaturated so these stand out.
 COLOURS = (
     (220, 30, 30),  # red
@@ -107,8 +115,10 @@ def _unit_shape(shape: str) -> list[np.ndarray]:
     if shape == "c_ring":
         return [_c_ring()]
     if shape == "cross":
-        return [a([(-1, -0.3), (1, -0.3), (1, 0.3), (-1, 0.3)]),
-                a([(-0.3, -1), (0.3, -1), (0.3, 1), (-0.3, 1)])]  # fmt: skip
+        return [
+            a([(-1, -0.3), (1, -0.3), (1, 0.3), (-1, 0.3)]),
+            a([(-0.3, -1), (0.3, -1), (0.3, 1), (-0.3, 1)]),
+        ]
     if shape == "star":
         t = np.radians(-90 + 36 * np.arange(10))
         r = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
@@ -205,9 +215,7 @@ def _fp_categories(rng: np.random.Generator, n: int) -> np.ndarray:
     return cats
 
 
-def _place_fp_objects(
-    rng: np.random.Generator, cats: np.ndarray, size: int
-) -> list[_Object]:
+def _place_fp_objects(rng: np.random.Generator, cats: np.ndarray, size: int) -> list[_Object]:
     """Place objects without overlapping masks (bounding boxes may overlap a little), so every
     mask is exactly the visible pixels of its object. An object that finds no room is skipped."""
     occupied = np.zeros((size, size), bool)
@@ -230,10 +238,14 @@ def _place_fp_objects(
 def _attributes() -> list[dict]:
     supers = ("length", "nickname", "opening type", "silhouette", "textile pattern", "waistline")
     return [
-        {"id": i, "name": f"attribute {i}", "supercategory": supers[i % len(supers)],
-         "level": 1 + i % 2}
+        {
+            "id": i,
+            "name": f"attribute {i}",
+            "supercategory": supers[i % len(supers)],
+            "level": 1 + i % 2,
+        }
         for i in range(NUM_ATTRIBUTES)
-    ]  # fmt: skip
+    ]
 
 
 _LICENSES = [{"id": 1, "name": "synthetic (generated, no rights attached)", "url": ""}]
@@ -241,14 +253,24 @@ _LICENSES = [{"id": 1, "name": "synthetic (generated, no rights attached)", "url
 
 def _info(description: str) -> dict:
     # No timestamps: the files must be byte-identical across runs.
-    return {"description": description, "version": "1.0", "year": 2020,
-            "contributor": "fashionfail synthetic generator", "url": "", "date_created": ""}  # fmt: skip
+    return {
+        "description": description,
+        "version": "1.0",
+        "year": 2020,
+        "contributor": "fashionfail synthetic generator",
+        "url": "",
+        "date_created": "",
+    }
 
 
 def _write_fashionpedia(
-    rng: np.random.Generator, cfg: SyntheticSource, n_images: int, id_base: int,
-    ann_path: Path, img_dir: Path,
-) -> dict:  # fmt: skip
+    rng: np.random.Generator,
+    cfg: SyntheticSource,
+    n_images: int,
+    id_base: int,
+    ann_path: Path,
+    img_dir: Path,
+) -> dict:
     """One Fashionpedia-shaped file: several small objects per image on a varied background."""
     size = cfg.image_size
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -269,20 +291,35 @@ def _write_fashionpedia(
             bbox, area = _bbox_area(obj.rle)
             ann_id += int(rng.integers(1, 4))
             rle_form = rng.random() < RLE_FRACTION
-            annotations.append({
-                "id": ann_id, "image_id": image_id, "category_id": obj.category_id,
-                "attribute_ids": sorted(int(a) for a in rng.choice(
-                    NUM_ATTRIBUTES, int(rng.integers(0, 4)), replace=False)),
-                "segmentation": _rle_json(obj.rle) if rle_form else obj.polygons,
-                "bbox": bbox, "area": area, "iscrowd": 0,
-            })  # fmt: skip
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": obj.category_id,
+                    "attribute_ids": sorted(
+                        int(a)
+                        for a in rng.choice(NUM_ATTRIBUTES, int(rng.integers(0, 4)), replace=False)
+                    ),
+                    "segmentation": _rle_json(obj.rle) if rle_form else obj.polygons,
+                    "bbox": bbox,
+                    "area": area,
+                    "iscrowd": 0,
+                }
+            )
         (img_dir / f"{stem}.jpg").write_bytes(_jpeg_bytes(img))
-        images.append({
-            "id": image_id, "width": size, "height": size, "file_name": f"{stem}.jpg",
-            "license": 1, "time_captured": "March-August, 2018",
-            "original_url": f"https://synthetic.invalid/fashionpedia/{stem}.jpg",
-            "isstatic": 1, "kaggle_id": stem,
-        })  # fmt: skip
+        images.append(
+            {
+                "id": image_id,
+                "width": size,
+                "height": size,
+                "file_name": f"{stem}.jpg",
+                "license": 1,
+                "time_captured": "March-August, 2018",
+                "original_url": f"https://synthetic.invalid/fashionpedia/{stem}.jpg",
+                "isstatic": 1,
+                "kaggle_id": stem,
+            }
+        )
     coco = {
         "info": _info("Synthetic Fashionpedia-shaped data (fashionfail)"),
         "categories": fashionpedia_categories(),
@@ -296,9 +333,13 @@ def _write_fashionpedia(
 
 
 def _write_fashionfail(
-    rng: np.random.Generator, cfg: SyntheticSource, n_images: int, split: str,
-    ann_path: Path, img_dir: Path,
-) -> dict:  # fmt: skip
+    rng: np.random.Generator,
+    cfg: SyntheticSource,
+    n_images: int,
+    split: str,
+    ann_path: Path,
+    img_dir: Path,
+) -> dict:
     """One FashionFail-shaped file: one large, centred object per image on near-white."""
     size = cfg.image_size
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -315,14 +356,27 @@ def _write_fashionfail(
         _paint(img, obj, rng)
         (img_dir / file_name).write_bytes(_jpeg_bytes(img))
         bbox, area = _bbox_area(obj.rle)
-        images.append({
-            "id": k + 1, "file_name": file_name, "width": size, "height": size, "license": 1,
-            "original_url": FF_URL_PREFIX + file_name,
-        })  # fmt: skip
-        annotations.append({
-            "id": k + 1, "image_id": k + 1, "category_id": obj.category_id, "area": area,
-            "iscrowd": 0, "bbox": bbox, "segmentation": _rle_json(obj.rle),
-        })  # fmt: skip
+        images.append(
+            {
+                "id": k + 1,
+                "file_name": file_name,
+                "width": size,
+                "height": size,
+                "license": 1,
+                "original_url": FF_URL_PREFIX + file_name,
+            }
+        )
+        annotations.append(
+            {
+                "id": k + 1,
+                "image_id": k + 1,
+                "category_id": obj.category_id,
+                "area": area,
+                "iscrowd": 0,
+                "bbox": bbox,
+                "segmentation": _rle_json(obj.rle),
+            }
+        )
     coco = {
         "info": _info(f"Synthetic FashionFail-shaped data, {split} (fashionfail)"),
         "licenses": _LICENSES,
@@ -355,19 +409,30 @@ def generate(cfg: SyntheticSource, out_root: Path) -> dict:
         report = {"source": "synthetic", "seed": cfg.seed, "image_size": cfg.image_size}
         report["fashionpedia"] = {
             "train2020": _write_fashionpedia(
-                rng(0), cfg, cfg.fp_train_images, 0,
-                fp / "instances_attributes_train2020.json", fp / "images" / "train"),
+                rng(0),
+                cfg,
+                cfg.fp_train_images,
+                0,
+                fp / "instances_attributes_train2020.json",
+                fp / "images" / "train",
+            ),
             # Val ids from their own range: the two official files do not share image ids.
             "val2020": _write_fashionpedia(
-                rng(1), cfg, cfg.fp_val_images, 10 * cfg.fp_train_images + 1000,
-                fp / "instances_attributes_val2020.json", fp / "images" / "test"),
-        }  # fmt: skip
+                rng(1),
+                cfg,
+                cfg.fp_val_images,
+                10 * cfg.fp_train_images + 1000,
+                fp / "instances_attributes_val2020.json",
+                fp / "images" / "test",
+            ),
+        }
         sizes = {"train": cfg.ff_train_images, "val": cfg.ff_val_images, "test": cfg.ff_test_images}
         report["fashionfail"] = {
             split: _write_fashionfail(
-                rng(2 + k), cfg, n, split, ff / f"ff_{split}.json", ff / "images" / split)
+                rng(2 + k), cfg, n, split, ff / f"ff_{split}.json", ff / "images" / split
+            )
             for k, (split, n) in enumerate(sizes.items())
-        }  # fmt: skip
+        }
         for sub in ("fashionpedia", "fashionfail"):
             target = out_root / sub
             if target.exists():

@@ -8,6 +8,8 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from fashionfail.categories import LabelSpace
 from fashionfail.config import ConfigError, TrainConfig
 from fashionfail.data.detection import DetectionDataset, make_loader
 from fashionfail.data.presets import train_transforms, val_transforms
-from fashionfail.jsonio import dump_json, load_json
+from fashionfail.jsonio import DataError, dump_json, load_json
 from fashionfail.models.factory import load_initial_weights
 from fashionfail.models.module import MaskRCNNModule
 
@@ -163,6 +165,17 @@ def check_config(cfg: TrainConfig) -> None:
         )
     if cfg.weights not in ("none", "coco") and not Path(cfg.weights).expanduser().is_file():
         raise ConfigError(f"weights: {cfg.weights}: file not found (use none, coco or a path)")
+
+
+def report_errors(job: Callable[[], int]) -> int:
+    """Run `job`; known failures become one `error: ...` line on stderr and exit code 1."""
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return job()
+    except (ConfigError, DataError, ValueError, FileNotFoundError, MisconfigurationException) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:

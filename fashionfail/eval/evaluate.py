@@ -1,0 +1,247 @@
+"""The evaluate stage: predict a GT set with a checkpoint, score it, write tables and pictures.
+
+Output folder (written into a temporary folder beside it, renamed into place at the end, so a
+failure leaves nothing partial):
+    predictions.json  COCO results (dataset category ids), from `fashionfail.predict.predict`
+    metrics.json      {"bbox": {...}, "segm": {...}, "num_images", "num_predictions", ...}
+    per_class.csv     one row per evaluated class (dvc plot data); AP empty where no GT
+    per_class.md      the same, readable
+    overlays/         <image_id>.png: ground truth | prediction, first `num_overlays` image ids
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from fashionfail.categories import FASHIONPEDIA_NAMES, LabelSpace
+from fashionfail.config import EvaluateConfig
+from fashionfail.eval.coco import (
+    IOU_TYPES,
+    class_image_counts,
+    evaluate_results,
+    load_ground_truth,
+)
+from fashionfail.eval.overlays import draw_detections, save_png, side_by_side
+from fashionfail.jsonio import DataError, dump_json
+from fashionfail.predict import (
+    ImageItem,
+    commit_out_dir,
+    group_by_image,
+    load_model,
+    predict,
+    prepare_out_dir,
+    read_image,
+)
+
+CLASS_SETS = ("fashionpedia", "fashionfail")
+_TABLE_METRICS = ("AP", "AP50", "TP", "FP", "FN")
+
+
+def _gt_items(gt, images_dir: Path) -> list[ImageItem]:
+    """GT images in id order, with the size the annotations expect; all files must exist."""
+    items = [
+        ImageItem(img["id"], images_dir / img["file_name"], (img["height"], img["width"]))
+        for img in sorted(gt.dataset["images"], key=lambda img: img["id"])
+    ]
+    missing = [it.path for it in items if not it.path.is_file()]
+    if missing:
+        raise DataError(
+            f"{missing[0]}: image file not found ({len(missing)} of {len(items)} missing)"
+        )
+    return items
+
+
+def per_class_rows(
+    per_class: dict[str, dict[int, dict]],
+    image_counts: dict[int, int],
+    num_images: int,
+    weights: dict[int, float],
+) -> list[dict]:
+    """Rows of the per-class table (one per evaluated class, in category id order)."""
+    rows = []
+    for cat_id in sorted(per_class[IOU_TYPES[0]]):
+        row: dict = {
+            "category_id": cat_id,
+            "class": FASHIONPEDIA_NAMES[cat_id],
+            "gt_images": image_counts[cat_id],
+            "frequency": image_counts[cat_id] / num_images,
+            "weight": weights.get(cat_id, 0.0),
+        }
+        for iou_type in IOU_TYPES:
+            values = per_class[iou_type][cat_id]
+            for key in _TABLE_METRICS:
+                value = values[key]
+                # -1 (no GT) left empty: a bar at -1 would read as a real score.
+                row[f"{key}_{iou_type}"] = "" if key.startswith("AP") and value < 0 else value
+        rows.append(row)
+    return rows
+
+
+def _write_csv(rows: Sequence[dict], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _fmt(value: object) -> str:
+    if value == "":
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _write_markdown(name: str, metrics: dict, rows: Sequence[dict], path: Path) -> None:
+    keys = list(metrics[IOU_TYPES[0]])
+    lines = [
+        f"# Evaluation `{name}`",
+        "",
+        f"{metrics['num_images']} images, {metrics['num_predictions']} predictions, "
+        f"{len(rows)} classes. Fractions in [0, 1]; -1 / n/a: no ground truth. mAP_w weighs "
+        "each FashionFail class's AP by its share of GT images (weights sum to 1).",
+        "",
+        "| | " + " | ".join(keys) + " |",
+        "|---|" + "---:|" * len(keys),
+    ]
+    for iou_type in IOU_TYPES:
+        lines.append(
+            f"| {iou_type} | " + " | ".join(_fmt(metrics[iou_type][k]) for k in keys) + " |"
+        )
+    header = ["id", "class", "GT images", "weight"] + [
+        f"{iou_type} {key}" for iou_type in IOU_TYPES for key in _TABLE_METRICS
+    ]
+    lines += [
+        "",
+        "Per class: AP (IoU .50:.95), AP50; TP / FP / FN at IoU .50, area all, maxDets 100.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---:|---|" + "---:|" * (len(header) - 2),
+    ]
+    for row in rows:
+        cells = [row["category_id"], row["class"], row["gt_images"], row["weight"]] + [
+            row[f"{key}_{iou_type}"] for iou_type in IOU_TYPES for key in _TABLE_METRICS
+        ]
+        lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_overlays(
+    gt,
+    records: Sequence[dict],
+    items: Sequence[ImageItem],
+    out_dir: Path,
+    score_threshold: float,
+) -> list[tuple[str, Path]]:
+    """GT | prediction PNGs for `items`; returns (caption, path) per picture."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_image = group_by_image(records)
+    names = dict(enumerate(FASHIONPEDIA_NAMES))
+    written = []
+    for item in items:
+        image = read_image(item.path)
+        gt_anns = gt.imgToAnns.get(item.image_id, [])
+        picture = side_by_side([
+            ("ground truth", draw_detections(image, gt_anns, names)),
+            (f"prediction (score >= {score_threshold:g})",
+             draw_detections(image, by_image.get(item.image_id, []), names,
+                             score_threshold=score_threshold)),
+        ])  # fmt: skip
+        path = out_dir / f"{item.image_id}.png"
+        save_png(picture, path)
+        written.append((f"{item.image_id}: {item.path.name}", path))
+    return written
+
+
+def log_to_aim(
+    repo: Path, name: str, metrics: dict, overlays: Sequence[tuple[str, Path]], hparams: dict
+) -> str:
+    """One Aim run `evaluate-<name>[@<dvc exp>]`: metrics and overlay images; returns its hash.
+
+    The DVC experiment name comes from env DVC_EXP_NAME (set by `dvc exp run`), as in training.
+    """
+    import aim  # imported here: it is slow to import and only this function needs it
+
+    exp = os.environ.get("DVC_EXP_NAME")
+    run = aim.Run(
+        repo=str(repo),
+        experiment=f"evaluate-{name}",
+        system_tracking_interval=None,
+        log_system_params=False,
+        capture_terminal_logs=False,
+    )
+    try:
+        run.name = f"evaluate-{name}@{exp}" if exp else f"evaluate-{name}"
+        run["dvc_experiment"] = exp or ""
+        run["hparams"] = hparams
+        for iou_type in IOU_TYPES:
+            for key, value in metrics[iou_type].items():
+                run.track(value, name=key, context={"subset": name, "iou_type": iou_type})
+        for step, (caption, path) in enumerate(overlays):
+            with Image.open(path) as im:
+                run.track(aim.Image(im.copy(), caption=caption), name="overlays", step=step,
+                          context={"subset": name})  # fmt: skip
+        return run.hash
+    finally:
+        run.close()
+
+
+def evaluate(
+    *,
+    name: str,
+    gt_path: Path,
+    images_dir: Path,
+    checkpoint: Path,
+    classes: str,
+    out_dir: Path,
+    cfg: EvaluateConfig,
+    aim_repo: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run one evaluation (see the module docstring); returns the metrics written.
+
+    `classes` is the evaluated class set: "fashionpedia" (46) or "fashionfail" (22). With
+    "fashionfail" a 46-class model's predictions outside the 22 classes are dropped, as in the
+    paper. DataError for bad input (names the file / id); nothing is written then.
+    """
+    if classes not in CLASS_SETS:
+        raise DataError(f"unknown class set {classes!r}; use one of {', '.join(CLASS_SETS)}")
+    gt = load_ground_truth(gt_path)
+    items = _gt_items(gt, images_dir)
+    model, space = load_model(checkpoint)
+    evaluated = LabelSpace(classes).dataset_ids
+    if not all(space.contains(c) for c in evaluated):
+        raise DataError(
+            f"{checkpoint}: predicts {space.name} classes, cannot be evaluated on {classes} classes"
+        )
+    records = predict(
+        model, space, items, batch_size=cfg.batch_size, device=cfg.device,
+        keep_categories=evaluated, num_workers=cfg.num_workers, progress=progress,
+    )  # fmt: skip
+    metrics, per_class, weights = evaluate_results(gt, records, evaluated)
+    metrics.update({"num_images": len(items), "num_predictions": len(records)})
+
+    rows = per_class_rows(per_class, class_image_counts(gt, evaluated), len(items), weights)
+
+    tmp = prepare_out_dir(out_dir)
+    try:
+        dump_json(records, tmp / "predictions.json")
+        dump_json(metrics, tmp / "metrics.json", indent=True)
+        _write_csv(rows, tmp / "per_class.csv")
+        _write_markdown(name, metrics, rows, tmp / "per_class.md")
+        overlays = write_overlays(
+            gt, records, items[: cfg.num_overlays], tmp / "overlays", cfg.score_threshold
+        )
+        if aim_repo is not None:
+            hparams = {"checkpoint": str(checkpoint), "gt": str(gt_path), "classes": classes,
+                       **cfg.model_dump()}  # fmt: skip
+            log_to_aim(aim_repo, name, metrics, overlays, hparams)
+        commit_out_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return metrics

@@ -1,0 +1,93 @@
+"""Shared fixtures. Add new fixtures; do not change the existing ones other tests rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from fashionfail.categories import fashionpedia_categories
+from fashionfail.config import SyntheticSource
+from fashionfail.data.synthetic import generate
+from fashionfail.jsonio import dump_json
+
+TINY_H, TINY_W = 30, 40  # not square, so a swapped height/width shows
+
+
+def _box(x: float, y: float, w: float, h: float) -> list[float]:
+    return [x, y, x + w, y, x + w, y + h, x, y + h]
+
+
+def _uncompressed(mask: np.ndarray) -> list[int]:
+    """COCO uncompressed RLE counts: run lengths of the column-major mask, zeros first."""
+    flat = mask.ravel(order="F")
+    change = np.flatnonzero(np.diff(flat)) + 1
+    runs = np.diff(np.concatenate([[0], change, [flat.size]])).tolist()
+    return runs if flat[0] == 0 else [0, *runs]
+
+
+@pytest.fixture
+def tiny_coco() -> dict:
+    """A 3-image COCO dict (ids 7, 3, 11; 30x40 images) with 2 annotations each: polygon,
+    disjoint two-part polygon, compressed RLE (str counts), uncompressed RLE, polygon and two
+    overlapping parts (a cross). A fresh copy per test."""
+    mask = np.zeros((TINY_H, TINY_W), np.uint8)
+    mask[5:15, 10:30] = 1
+    compressed = mask_utils.encode(np.asfortranarray(mask))
+    mask2 = np.zeros_like(mask)
+    mask2[20:28, 2:9] = 1
+    ann = {"category_id": 0, "iscrowd": 0, "area": 1.0, "attribute_ids": [1, 2]}
+    images = [
+        {"id": i, "width": TINY_W, "height": TINY_H, "file_name": f"{i}.jpg", "license": 1}
+        for i in (7, 3, 11)
+    ]
+    annotations = [
+        {"id": 1, "image_id": 7, "segmentation": [_box(2, 2, 10, 10)], "bbox": [2, 2, 10, 10]},
+        {"id": 2, "image_id": 7, "segmentation": [_box(2, 2, 6, 6), _box(20, 2, 6, 6)],
+         "bbox": [2, 2, 24, 6]},
+        {"id": 5, "image_id": 3, "bbox": [10, 5, 20, 10],
+         "segmentation": {"size": [TINY_H, TINY_W], "counts": compressed["counts"].decode()}},
+        {"id": 6, "image_id": 3, "bbox": [2, 20, 7, 8],
+         "segmentation": {"size": [TINY_H, TINY_W], "counts": _uncompressed(mask2)}},
+        {"id": 9, "image_id": 11, "segmentation": [[1.5, 1.5, 20.25, 3.0, 9.0, 17.75]],
+         "bbox": [1.5, 1.5, 18.75, 16.25]},
+        {"id": 10, "image_id": 11, "segmentation": [_box(5, 10, 20, 4), _box(13, 2, 4, 20)],
+         "bbox": [5, 2, 20, 20]},
+    ]  # fmt: skip
+    return {
+        "info": {"description": "tiny"},
+        "licenses": [{"id": 1, "name": "test", "url": ""}],
+        "categories": fashionpedia_categories(),
+        "images": images,
+        "annotations": [{**a, **ann} for a in annotations],
+    }
+
+
+@pytest.fixture
+def tiny_coco_path(tmp_path: Path, tiny_coco: dict) -> Path:
+    """`tiny_coco` written to tmp_path/tiny.json."""
+    path = tmp_path / "tiny.json"
+    dump_json(tiny_coco, path)
+    return path
+
+
+TINY_SYNTHETIC = SyntheticSource(
+    seed=3,
+    image_size=64,
+    fp_train_images=40,
+    fp_val_images=6,
+    ff_train_images=30,
+    ff_val_images=4,
+    ff_test_images=5,
+    max_objects=4,
+)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic raw layout generated once per session from TINY_SYNTHETIC. Read only."""
+    root = tmp_path_factory.mktemp("synthetic")
+    generate(TINY_SYNTHETIC, root)
+    return root

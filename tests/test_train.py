@@ -1,0 +1,207 @@
+"""train() end to end on tiny synthetic data: checkpoints, loggers, resume, DDP, seed commands."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+import torch
+import yaml
+
+from fashionfail.config import ConfigError
+from fashionfail.models.factory import load_trained
+from fashionfail.models.train import resolve_precision, train
+from train_helpers import REPO, ff_paths, fp_paths, make_data, tiny_cfg
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_data(tmp_path_factory.mktemp("synthetic"))
+
+
+def _aim_metrics(repo_dir):
+    """{run name: {(metric, subset): [values]}} read back from the Aim repository."""
+    from aim import Repo
+    from aim.sdk.index_manager import RepoIndexManager
+
+    # Aim writes each run to its own chunk; `aim up` indexes chunks before showing them.
+    repo = Repo.from_path(str(repo_dir))
+    indexer = RepoIndexManager.get_index_manager(repo)
+    for run_hash in repo.list_all_runs():
+        indexer.index(run_hash)
+    out = {}
+    for run in Repo.from_path(str(repo_dir)).iter_runs():
+        series = {}
+        for m in run.metrics():
+            steps, (values,) = m.data.view("val").items_list()
+            series[(m.name, m.context.to_dict().get("subset"))] = [
+                v for _, v in sorted(zip(steps, values, strict=True))
+            ]
+        out[run.name] = (run.hash, series, run["hparams"])
+    return out
+
+
+def test_train_writes_checkpoints_and_the_same_metrics_to_aim_and_dvclive(data, tmp_path):
+    paths = fp_paths(data, tmp_path)
+    summary = train(tiny_cfg(max_epochs=2), paths)
+    assert summary["epochs"] == 2
+    assert (paths.out_dir / "best.ckpt").is_file() and (paths.out_dir / "last.ckpt").is_file()
+    run_info = orjson.loads((paths.out_dir / "run.json").read_bytes())
+    assert run_info["status"] == "complete"
+    model, space = load_trained(paths.out_dir / "best.ckpt", expect_classes="fashionpedia")
+    assert space.num_classes == 47
+
+    live = orjson.loads((paths.live_dir / "metrics.json").read_bytes())
+    assert {"loss", "bbox_mAP", "segm_AP50"} <= set(live["val"])
+    assert not (tmp_path / "dvc.yaml").exists()  # dvcyaml=False: dvclive leaves dvc.yaml alone
+    assert not list(tmp_path.rglob("*.dvc"))
+
+    runs = _aim_metrics(paths.aim_repo)
+    assert list(runs) == ["train-facere"]
+    run_hash, series, hparams = runs["train-facere"]
+    assert run_hash == run_info["aim_run_hash"]
+    assert hparams["train"]["arch"] == "tiny" and "git_revision" in hparams
+    aim_val_loss = series[("loss", "val")]
+    assert len(aim_val_loss) == 2
+    assert aim_val_loss[-1] == pytest.approx(live["val"]["loss"], rel=1e-6)
+    assert series[("bbox_mAP", "val")][-1] == pytest.approx(live["val"]["bbox_mAP"], rel=1e-6)
+    tsv = (paths.live_dir / "plots/metrics/val/loss.tsv").read_text().split()
+    assert float(tsv[-1]) == pytest.approx(aim_val_loss[-1], rel=1e-6)
+
+
+def test_finetune_starts_from_the_facere_checkpoint(data, tmp_path, capsys):
+    facere = fp_paths(data, tmp_path)
+    train(tiny_cfg(), facere)
+    plus = ff_paths(data, tmp_path)
+    cfg = tiny_cfg("finetune_facere_plus", weights=str(facere.out_dir / "best.ckpt"))
+    train(cfg, plus)
+    assert "initial weights from" in capsys.readouterr().out
+    _, space = load_trained(plus.out_dir / "best.ckpt")
+    assert space.name == "fashionfail" and space.num_classes == 23
+
+
+def test_bad_config_fails_before_training(data, tmp_path):
+    with pytest.raises(ConfigError, match="eval_map_every_n_epochs"):
+        train(tiny_cfg(monitor="val/bbox_mAP", eval_map_every_n_epochs=2), fp_paths(data, tmp_path))
+    with pytest.raises(ConfigError, match="nope.ckpt: file not found"):
+        train(tiny_cfg(weights=str(tmp_path / "nope.ckpt")), fp_paths(data, tmp_path))
+
+
+def test_precision_fallback_on_cpu():
+    with pytest.warns(UserWarning, match="needs a CUDA GPU"):
+        assert resolve_precision("16", "cpu") == "32-true"
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    if not torch.cuda.is_available():
+        with pytest.warns(UserWarning):
+            assert resolve_precision("16-mixed", "auto") == "32-true"
+
+
+def _params_file(tmp_path, section, **overrides):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params[section] = tiny_cfg(section, **overrides).model_dump(mode="json")
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _stage_cmd(data, tmp_path, params):
+    p = fp_paths(data, tmp_path)
+    return [sys.executable, str(REPO / "stages/train.py"), "--params", str(params),
+            "--section", "train_facere", "--train-ann", str(p.train_ann),
+            "--train-img-dir", str(p.train_img_dir), "--val-ann", str(p.val_ann),
+            "--val-img-dir", str(p.val_img_dir), "--out-dir", str(p.out_dir),
+            "--live-dir", str(p.live_dir), "--aim-repo", str(tmp_path), "--name", "train-facere"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_last_checkpoint(data, tmp_path):
+    params = _params_file(tmp_path, "train_facere", max_epochs=8)
+    cmd = _stage_cmd(data, tmp_path, params)
+    out = fp_paths(data, tmp_path).out_dir
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 120
+    while not (out / "last.ckpt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # as abrupt as a lost machine
+    proc.wait()
+    assert (out / "last.ckpt").exists(), "the run ended before writing last.ckpt"
+    killed_epoch = torch.load(out / "last.ckpt", weights_only=False)["epoch"]
+    assert killed_epoch < 7, "the run finished before it could be killed"
+    run_info = orjson.loads((out / "run.json").read_bytes())
+    assert run_info["status"] == "running"
+
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Restoring states from the checkpoint path" in done.stdout + done.stderr
+    final = orjson.loads((out / "run.json").read_bytes())
+    assert final["status"] == "complete" and final["epochs"] == 8
+    assert final["aim_run_hash"] == run_info["aim_run_hash"]  # the same Aim run goes on
+    assert len(_aim_metrics(tmp_path)) == 1
+
+    # A finished run is not resumed: the same command trains again from scratch.
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "Restoring states" not in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(data, tmp_path):
+    params = _params_file(tmp_path, "train_facere", strategy="ddp", devices=2, max_epochs=1)
+    cmd = _stage_cmd(data, tmp_path, params)
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "distributed_backend=gloo" in done.stdout + done.stderr
+    out = fp_paths(data, tmp_path).out_dir
+    assert sorted(p.name for p in out.iterdir()) == ["best.ckpt", "last.ckpt", "run.json"]
+    assert len(_aim_metrics(tmp_path)) == 1
+    live = fp_paths(data, tmp_path).live_dir
+    assert len((live / "plots/metrics/val/loss.tsv").read_text().splitlines()) == 2  # header + 1
+
+
+@pytest.mark.slow
+def test_seed_training_commands(data, tmp_path):
+    params = _params_file(tmp_path, "train_facere")
+    params_dict = yaml.safe_load(params.read_text())
+    params_dict["finetune_facere_plus"] = tiny_cfg("finetune_facere_plus").model_dump(mode="json")
+    params.write_text(yaml.safe_dump(params_dict))
+    fp, ff = data / "fashionpedia", data / "fashionfail"
+    base = subprocess.run(
+        [sys.executable, str(REPO / "fashionfail/models/train_facere_base.py"),
+         "--train_img_dir", str(fp / "images/train"), "--val_img_dir", str(fp / "images/test"),
+         "--train_ann", str(fp / "instances_attributes_train2020.json"),
+         "--val_ann", str(fp / "instances_attributes_val2020.json"),
+         "--batch_size", "2", "--shuffle", "False", "--accelerator", "cpu", "--devices", "1",
+         "--precision", "16", "--max_epochs", "1", "--strategy", "auto", "--optimizer", "adam",
+         "--experiment-name", "facere_base", "--params", str(params)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert base.returncode == 0, base.stderr[-3000:]
+    assert "training in 32-true on CPU" in base.stderr
+    ckpt = tmp_path / "saved_models/facere_base.ckpt"
+    hp = torch.load(ckpt, weights_only=False)["hyper_parameters"]["train"]
+    assert hp["shuffle"] is False and hp["batch_size"] == 2  # --shuffle False means False
+    plus = subprocess.run(
+        [sys.executable, str(REPO / "fashionfail/models/train_facere_plus.py"),
+         "--train_img_dir", str(ff / "images/train"), "--val_img_dir", str(ff / "images/val"),
+         "--train_ann", str(ff / "ff_train.json"), "--val_ann", str(ff / "ff_val.json"),
+         "--batch_size", "2", "--shuffle", "True", "--accelerator", "cpu", "--devices", "1",
+         "--max_epochs", "1", "--optimizer", "adam", "--experiment-name", "facere_plus",
+         "--pretrained_model_path", "./saved_models/facere_base.ckpt", "--params", str(params)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert plus.returncode == 0, plus.stderr[-3000:]
+    assert "initial weights from saved_models/facere_base.ckpt" in plus.stdout
+    hp = torch.load(tmp_path / "saved_models/facere_plus.ckpt", weights_only=False)
+    assert hp["hyper_parameters"]["train"]["weights"] == "saved_models/facere_base.ckpt"
+    # The flag is honoured: a missing file fails instead of silently using another path.
+    bad = subprocess.run(
+        [sys.executable, str(REPO / "fashionfail/models/train_facere_plus.py"),
+         "--train_img_dir", "x", "--val_img_dir", "x", "--train_ann", "x", "--val_ann", "x",
+         "--pretrained_model_path", "nowhere.ckpt", "--params", str(params)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "nowhere.ckpt: file not found" in bad.stderr
