@@ -45,17 +45,37 @@ def tiny_coco() -> dict:
     ]
     annotations = [
         {"id": 1, "image_id": 7, "segmentation": [_box(2, 2, 10, 10)], "bbox": [2, 2, 10, 10]},
-        {"id": 2, "image_id": 7, "segmentation": [_box(2, 2, 6, 6), _box(20, 2, 6, 6)],
-         "bbox": [2, 2, 24, 6]},
-        {"id": 5, "image_id": 3, "bbox": [10, 5, 20, 10],
-         "segmentation": {"size": [TINY_H, TINY_W], "counts": compressed["counts"].decode()}},
-        {"id": 6, "image_id": 3, "bbox": [2, 20, 7, 8],
-         "segmentation": {"size": [TINY_H, TINY_W], "counts": _uncompressed(mask2)}},
-        {"id": 9, "image_id": 11, "segmentation": [[1.5, 1.5, 20.25, 3.0, 9.0, 17.75]],
-         "bbox": [1.5, 1.5, 18.75, 16.25]},
-        {"id": 10, "image_id": 11, "segmentation": [_box(5, 10, 20, 4), _box(13, 2, 4, 20)],
-         "bbox": [5, 2, 20, 20]},
-    ]  # fmt: skip
+        {
+            "id": 2,
+            "image_id": 7,
+            "segmentation": [_box(2, 2, 6, 6), _box(20, 2, 6, 6)],
+            "bbox": [2, 2, 24, 6],
+        },
+        {
+            "id": 5,
+            "image_id": 3,
+            "bbox": [10, 5, 20, 10],
+            "segmentation": {"size": [TINY_H, TINY_W], "counts": compressed["counts"].decode()},
+        },
+        {
+            "id": 6,
+            "image_id": 3,
+            "bbox": [2, 20, 7, 8],
+            "segmentation": {"size": [TINY_H, TINY_W], "counts": _uncompressed(mask2)},
+        },
+        {
+            "id": 9,
+            "image_id": 11,
+            "segmentation": [[1.5, 1.5, 20.25, 3.0, 9.0, 17.75]],
+            "bbox": [1.5, 1.5, 18.75, 16.25],
+        },
+        {
+            "id": 10,
+            "image_id": 11,
+            "segmentation": [_box(5, 10, 20, 4), _box(13, 2, 4, 20)],
+            "bbox": [5, 2, 20, 20],
+        },
+    ]
     return {
         "info": {"description": "tiny"},
         "licenses": [{"id": 1, "name": "test", "url": ""}],
@@ -83,6 +103,12 @@ TINY_SYNTHETIC = SyntheticSource(
     ff_test_images=5,
     max_objects=4,
 )
+
+
+@pytest.fixture(scope="session")
+def synthetic_cfg() -> SyntheticSource:
+    """The sizes `synthetic_root` was generated with."""
+    return TINY_SYNTHETIC
 
 
 @pytest.fixture(scope="session")

@@ -65,10 +65,10 @@ def load_coco(path: str | os.PathLike) -> dict:
         raise DataError(f"{path}: is a directory, expected a JSON file") from None
     try:
         coco = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
+    except msgspec.ValidationError:  # a DecodeError subclass: catch it first
+        raise DataError(f"{path}: expected a JSON object at the top level") from None
     except msgspec.DecodeError as e:
         raise DataError(f"{path}: malformed JSON ({e})") from None
-    except msgspec.ValidationError:
-        raise DataError(f"{path}: expected a JSON object at the top level") from None
     for key, kind in (("images", list[dict]), ("annotations", list[dict[str, msgspec.Raw]])):
         if key in coco:
             try:

@@ -182,20 +182,21 @@ def encode_coco(
     dropped, dropped_parts = _Tally(), _Tally()
     kept: list[dict] = []
 
-    def chunks() -> Iterator[tuple[list, list]]:
-        # plan: per annotation (ann, precheck problem or (h, w)); items: the geometry to encode.
+    def chunks() -> Iterator[tuple[list, bytes]]:
+        # plan: (ann, [h, w], None) to encode, or (ann, None, (reason, detail)) to reject;
+        # payload: the geometry of the ones to encode.
         for start in range(0, len(annotations), CHUNK):
             plan, items = [], []
             for ann in annotations[start : start + CHUNK]:
                 problem = _precheck(ann, images)
                 if problem is None:
                     img = images[ann["image_id"]]
-                    size = (img["height"], img["width"])
+                    size = [img["height"], img["width"]]
                     # The segmentation may still be raw JSON bytes (coco_io): encoded verbatim.
                     items.append([ann["segmentation"], *size])
-                    plan.append((ann, size))
+                    plan.append((ann, size, None))
                 else:
-                    plan.append((ann, problem))
+                    plan.append((ann, None, problem))
             yield plan, _encode(items)
 
     def reject(ann: dict, reason: str, detail: str) -> None:
@@ -205,9 +206,9 @@ def encode_coco(
 
     def apply(plan: list, results: list[tuple[str, Result]]) -> None:
         it = iter(results)
-        for ann, info in plan:
-            if isinstance(info[0], str):  # a precheck problem
-                reject(ann, *info)
+        for ann, size, problem in plan:
+            if problem is not None:
+                reject(ann, *problem)
                 continue
             kind, (counts, reason, extra) = next(it)
             kinds[kind] = kinds.get(kind, 0) + 1
@@ -220,7 +221,7 @@ def encode_coco(
                         f"{source}: annotation id {ann['id']}: {detail} ({part_reason})"
                     )
                 dropped_parts.add(part_reason, ann["id"])
-            ann["segmentation"] = {"size": list(info), "counts": counts}
+            ann["segmentation"] = {"size": size, "counts": counts}
             kept.append(ann)
 
     if pool is None:
@@ -244,7 +245,9 @@ def encode_coco(
         "invalid_policy": invalid,
         "annotations_in": len(annotations),
         "annotations_out": len(kept),
-        "segmentation_in": dict(sorted(kinds.items())),  # of the geometry-checked ones
+        # Input kinds of the annotations that reached the geometry check (not the image-id and
+        # bbox rejects).
+        "segmentation_in": dict(sorted(kinds.items())),
         "dropped": dropped.as_dict(),
         "dropped_polygon_parts": dropped_parts.as_dict(),
     }
@@ -269,7 +272,8 @@ def _maybe_pool(workers: int) -> Iterator[Pool | None]:
         return
     # fork, and before the annotation file is loaded: workers start instantly and do not carry
     # (or copy-on-write-touch) the parent's gigabyte of parsed JSON.
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    with multiprocessing.get_context(method).Pool(workers) as pool:
         yield pool
 
 

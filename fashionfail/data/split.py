@@ -37,12 +37,14 @@ def split_coco(coco: dict, val_fraction: float, seed: int) -> tuple[dict, dict]:
     val_set = set(val_ids)
     parts = []
     for in_val in (False, True):
-        part = {k: v for k, v in coco.items() if k not in ("images", "annotations")}
-        part["images"] = [img for img in coco["images"] if (img["id"] in val_set) is in_val]
-        part["annotations"] = [
-            ann for ann in coco["annotations"] if (ann["image_id"] in val_set) is in_val
-        ]
-        parts.append(part)
+        rows = {
+            "images": [img for img in coco["images"] if (img["id"] in val_set) is in_val],
+            "annotations": [
+                ann for ann in coco["annotations"] if (ann["image_id"] in val_set) is in_val
+            ],
+        }
+        # Same keys in the same order as the input.
+        parts.append({k: rows.get(k, v) for k, v in coco.items()})
     return parts[0], parts[1]
 
 

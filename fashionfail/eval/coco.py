@@ -153,7 +153,7 @@ def per_class_metrics(coco_eval: COCOeval) -> dict[int, dict[str, float | int]]:
     counts = _match_counts(coco_eval, t50)
     table = {}
     for k, cat_id in enumerate(p.catIds):
-        table[cat_id] = {
+        table[int(cat_id)] = {  # COCOeval turns catIds into numpy ints
             "AP": _mean_defined(precision[:, :, k, area, m100]),
             "AP50": _mean_defined(precision[t50, :, k, area, m100]),
             "AP75": _mean_defined(precision[t75, :, k, area, m100]),
@@ -181,7 +181,7 @@ def _match_counts(coco_eval: COCOeval, t: int) -> dict[int, dict[str, int]]:
         dt_ignored = e["dtIgnore"][t].astype(bool)
         gt_ignored = np.asarray(e["gtIgnore"], dtype=bool)
         gt_matched = e["gtMatches"][t] > 0
-        c = counts.setdefault(e["category_id"], {"TP": 0, "FP": 0, "FN": 0})
+        c = counts.setdefault(int(e["category_id"]), {"TP": 0, "FP": 0, "FN": 0})
         c["TP"] += int(np.count_nonzero(dt_matched & ~dt_ignored))
         c["FP"] += int(np.count_nonzero(~dt_matched & ~dt_ignored))
         c["FN"] += int(np.count_nonzero(~gt_matched & ~gt_ignored))

@@ -75,7 +75,11 @@ def draw_detections(
     )
     if scale != 1:
         masks = F.interpolate(masks[None].float(), size=size, mode="nearest")[0]
-    out = draw_segmentation_masks(out, masks.bool(), alpha=0.45, colors=colours)
+    # One mask at a time, largest first: overlaps blend (a single call paints them black), and
+    # small parts (a sleeve, a pocket) stay visible on top of the garment they belong to.
+    masks = masks.bool()
+    for i in torch.argsort(masks.sum(dim=(1, 2)), descending=True, stable=True).tolist():
+        out = draw_segmentation_masks(out, masks[i : i + 1], alpha=0.45, colors=[colours[i]])
     boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32) * scale
     boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
     labels = [

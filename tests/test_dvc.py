@@ -1,0 +1,108 @@
+"""The DVC pipeline itself, in a temporary git repository holding a copy of this project:
+`dvc repro` runs, `dvc status` is clean afterwards, and a params change reruns exactly the
+stages that read it and their descendants."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from train_helpers import REPO, TINY_DATA
+
+pytestmark = pytest.mark.slow
+
+def _run(cmd, cwd, check=True):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("DVC_EXP_NAME", None)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
+                          shell=isinstance(cmd, str))  # fmt: skip
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc.stdout + proc.stderr
+
+
+def _tiny_params(params: dict) -> dict:
+    params["download"]["synthetic"] = TINY_DATA.model_dump()
+    for section in ("train_facere", "finetune_facere_plus"):
+        params[section].update(min_size=64, max_size=64, max_epochs=1, batch_size=2,
+                               num_workers=0, accelerator="cpu", devices=1, log_every_n_steps=1)  # fmt: skip
+    if "evaluate" in params:
+        params["evaluate"].update(num_overlays=1)
+    return params
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A git repo with this project's tracked and untracked (not ignored) files, tiny params."""
+    root = tmp_path_factory.mktemp("project")
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")  # fmt: skip
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / rel)
+    params = _tiny_params(yaml.safe_load((root / "params.yaml").read_text()))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run("git init -q -b main && git add -A && git -c user.email=t@t -c user.name=t commit -qm init", root)
+    return root
+
+
+def _set_param(root: Path, section: str, key: str, value) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params[section][key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _ran(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def test_data_stages_rerun_only_what_a_param_change_touches(project):
+    out = _run(["dvc", "repro", "rle-encode"], project)
+    assert _ran(out) == {"download", "split", "rle-encode"}
+    assert "up to date" in _run(["dvc", "status", "download", "split", "rle-encode"], project)
+    _set_param(project, "split", "seed", 7)
+    assert "split" in _run(["dvc", "status", "split"], project)
+    out = _run(["dvc", "repro", "rle-encode"], project)
+    assert _ran(out) == {"split", "rle-encode"}
+    assert "Stage 'download' didn't change, skipping" in out
+    _run(["git", "checkout", "params.yaml"], project)
+
+
+def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project):
+    _run(["dvc", "repro"], project)
+    assert "up to date" in _run(["dvc", "status"], project)
+    assert (project / "models/facere/best.ckpt").is_file()
+    assert (project / "models/facere_plus/best.ckpt").is_file()
+    assert not (project / "dvclive/train-facere/dvc.yaml").exists()  # dvcyaml=False
+    assert not list(project.glob("models/**/*.dvc"))
+    _run("git add -A && git -c user.email=t@t -c user.name=t commit -qm run", project)
+
+    _set_param(project, "finetune_facere_plus", "lr", 0.0005)
+    dry = _run(["dvc", "repro", "--dry"], project)
+    ran = _ran(dry)
+    assert "finetune-facere-plus" in ran
+    assert not ran & {"download", "split", "rle-encode", "train-facere"}
+    assert all("plus" in stage for stage in ran), ran  # only finetune and its evaluation
+    status = _run(["dvc", "status"], project)
+    assert "finetune-facere-plus" in status and "train-facere:" not in status
+    _run(["git", "checkout", "params.yaml"], project)
+
+
+def test_experiments_show_params_and_metrics(project):
+    out = _run(["dvc", "exp", "run", "-S", "finetune_facere_plus.lr=0.0005", "-n", "lower-lr"], project)
+    assert "Running stage 'finetune-facere-plus'" in out
+    assert "Running stage 'train-facere'" not in out
+    show = _run(["dvc", "exp", "show", "--no-pager", "--md"], project)
+    assert "lower-lr" in show and "finetune_facere_plus.lr" in show
+    assert "val.loss" in show  # dvclive metrics reach `dvc exp show` via top-level metrics:
+    exp_diff = _run(["dvc", "exp", "diff", "HEAD", "lower-lr", "--md"], project)
+    assert "finetune_facere_plus.lr" in exp_diff
+    _set_param(project, "finetune_facere_plus", "lr", 0.0005)
+    assert "finetune_facere_plus.lr" in _run(["dvc", "params", "diff", "--md"], project)
+    _run(["git", "checkout", "params.yaml"], project)

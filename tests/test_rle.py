@@ -1,0 +1,173 @@
+"""rle-encode: exact equality with pycocotools, each invalid-geometry case under both policies."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from fashionfail.data import rle
+from fashionfail.data.rle import default_report_path, encode_coco, encode_file
+from fashionfail.jsonio import DataError, dump_json, load_json
+
+
+def _decode(seg: dict) -> np.ndarray:
+    assert isinstance(seg["counts"], str)
+    return mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()})
+
+
+def _expected(seg: object, h: int, w: int) -> np.ndarray:
+    """What pycocotools (and so torchvision's COCO loader) reads from the input segmentation."""
+    if isinstance(seg, list):
+        return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(seg, h, w)))
+    if isinstance(seg["counts"], list):
+        return mask_utils.decode(mask_utils.frPyObjects(seg, h, w))
+    return mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()})
+
+
+def test_every_kind_decodes_to_what_pycocotools_reads(tiny_coco: dict) -> None:
+    original = copy.deepcopy(tiny_coco)
+    report = encode_coco(tiny_coco, "tiny.json")
+    by_id = {a["id"]: a for a in original["annotations"]}
+    assert [a["id"] for a in tiny_coco["annotations"]] == [1, 2, 5, 6, 9, 10]  # order kept
+    for ann in tiny_coco["annotations"]:
+        seg = ann["segmentation"]
+        assert seg["size"] == [30, 40]
+        expected = _expected(by_id[ann["id"]]["segmentation"], 30, 40)
+        assert expected.any()
+        np.testing.assert_array_equal(_decode(seg), expected, err_msg=f"annotation {ann['id']}")
+        # Everything else is untouched.
+        rest = {k: v for k, v in ann.items() if k != "segmentation"}
+        assert rest == {k: v for k, v in by_id[ann["id"]].items() if k != "segmentation"}
+    assert report["segmentation_in"] == {
+        "compressed_rle": 1,
+        "polygon": 4,
+        "uncompressed_rle": 1,
+    }
+    assert report["annotations_out"] == report["annotations_in"] == 6
+    assert report["dropped"]["counts"] == {}
+
+
+def test_multi_part_polygon_is_the_union(tiny_coco: dict) -> None:
+    encode_coco(tiny_coco, "tiny.json")
+    cross = _decode(tiny_coco["annotations"][5]["segmentation"])
+    bar_h = mask_utils.decode(mask_utils.frPyObjects([[5, 10, 25, 10, 25, 14, 5, 14]], 30, 40))
+    bar_v = mask_utils.decode(mask_utils.frPyObjects([[13, 2, 17, 2, 17, 22, 13, 22]], 30, 40))
+    np.testing.assert_array_equal(cross, (bar_h | bar_v)[..., 0])
+    assert cross.sum() < bar_h.sum() + bar_v.sum()  # the parts overlap: a union, not a sum
+
+
+def test_compressed_rle_kept_verbatim(tiny_coco: dict) -> None:
+    counts = tiny_coco["annotations"][2]["segmentation"]["counts"]
+    encode_coco(tiny_coco, "tiny.json")
+    assert tiny_coco["annotations"][2]["segmentation"] == {"size": [30, 40], "counts": counts}
+
+
+# (annotation index, mutation, reason)
+INVALID = [
+    (0, {"segmentation": [[1, 1, 9, 9]]}, "polygon_too_short"),  # 4 numbers: a box to pycocotools
+    (0, {"segmentation": [[1, 1]]}, "polygon_too_short"),
+    (0, {"segmentation": [[1, 1, 9, 1, 9, 9, 1]]}, "polygon_odd_length"),
+    (0, {"segmentation": []}, "empty_segmentation"),
+    (0, {"segmentation": [[]]}, "polygon_too_short"),
+    (0, {"segmentation": [[1, 1, 5, 5, 9, 9]]}, "empty_mask"),  # collinear
+    (0, {"segmentation": "nope"}, "malformed_segmentation"),
+    (0, {"bbox": [2, 2, 0, 10]}, "zero_size_bbox"),
+    (0, {"bbox": [2, 2, 10]}, "malformed_bbox"),
+    (0, {"image_id": 999}, "unknown_image_id"),
+    (2, {"segmentation": {"size": [40, 30], "counts": "PP"}}, "rle_size_mismatch"),
+    (3, {"segmentation": {"size": [30, 40], "counts": [5, 7]}}, "malformed_segmentation"),
+]
+
+
+@pytest.mark.parametrize(("index", "change", "reason"), INVALID)
+def test_invalid_dropped_and_counted(
+    tiny_coco: dict, index: int, change: dict, reason: str
+) -> None:
+    tiny_coco["annotations"][index].update(change)
+    bad_id = tiny_coco["annotations"][index]["id"]
+    report = encode_coco(tiny_coco, "tiny.json", invalid="drop")
+    kept = [a["id"] for a in tiny_coco["annotations"]]
+    assert bad_id not in kept and len(kept) == 5
+    assert report["dropped"]["counts"] == {reason: 1}
+    assert report["dropped"]["example_annotation_ids"] == {reason: [bad_id]}
+    assert report["annotations_out"] == 5
+
+
+@pytest.mark.parametrize(("index", "change", "reason"), INVALID)
+def test_invalid_is_an_error(tiny_coco: dict, index: int, change: dict, reason: str) -> None:
+    tiny_coco["annotations"][index].update(change)
+    bad_id = tiny_coco["annotations"][index]["id"]
+    with pytest.raises(DataError, match=rf"^tiny\.json: annotation id {bad_id}: .*\({reason}\)$"):
+        encode_coco(tiny_coco, "tiny.json", invalid="error")
+
+
+def test_invalid_parts_of_a_multi_polygon_are_dropped(tiny_coco: dict) -> None:
+    good = [2, 2, 12, 2, 12, 12, 2, 12]
+    tiny_coco["annotations"][0]["segmentation"] = [good, [1, 1, 3, 3], [0, 0, 5, 0, 5, 5, 0]]
+    report = encode_coco(tiny_coco, "tiny.json")
+    seg = tiny_coco["annotations"][0]["segmentation"]
+    np.testing.assert_array_equal(_decode(seg), _expected([good], 30, 40))
+    assert report["dropped"]["counts"] == {}
+    assert report["dropped_polygon_parts"]["counts"] == {
+        "polygon_odd_length": 1,
+        "polygon_too_short": 1,
+    }
+    assert report["dropped_polygon_parts"]["example_annotation_ids"]["polygon_too_short"] == [1]
+
+
+def test_invalid_part_is_an_error_under_error(tiny_coco: dict) -> None:
+    tiny_coco["annotations"][1]["segmentation"].append([1, 1, 3, 3])
+    with pytest.raises(DataError, match=r"annotation id 2: .*polygon_too_short"):
+        encode_coco(tiny_coco, "tiny.json", invalid="error")
+
+
+def test_unknown_policy_rejected(tiny_coco: dict) -> None:
+    with pytest.raises(ValueError, match="invalid must be one of"):
+        encode_coco(tiny_coco, "tiny.json", invalid="skip")
+
+
+def test_encode_file_writes_output_and_default_report(tiny_coco_path, tiny_coco, tmp_path) -> None:
+    out = tmp_path / "out" / "tiny_rle.json"
+    report = encode_file(tiny_coco_path, out)
+    assert default_report_path(out) == tmp_path / "out" / "tiny_rle.report.json"
+    assert load_json(default_report_path(out)) == report
+    assert report["input"] == str(tiny_coco_path) and report["output"] == str(out)
+    written = load_json(out)
+    # Lazy loading must not change anything but the segmentations.
+    expected = copy.deepcopy(tiny_coco)
+    encode_coco(expected, "tiny.json")
+    assert written == expected
+
+
+def test_pool_gives_the_same_bytes_in_the_same_order(tmp_path, tiny_coco, monkeypatch) -> None:
+    # Many annotations over many chunks, so that the pool sees several in flight.
+    anns = []
+    for k in range(60):
+        a = copy.deepcopy(tiny_coco["annotations"][k % 6])
+        a["id"] = 1000 - k  # not sorted: order must come from the file
+        anns.append(a)
+    anns[17]["segmentation"] = [[1, 1, 2, 2]]  # one dropped, mid-file
+    tiny_coco["annotations"] = anns
+    src = tmp_path / "many.json"
+    dump_json(tiny_coco, src)
+    monkeypatch.setattr(rle, "CHUNK", 7)
+    r1 = encode_file(src, tmp_path / "serial.json", tmp_path / "r1.json", workers=1)
+    r2 = encode_file(src, tmp_path / "pool.json", tmp_path / "r2.json", workers=2)
+    assert (tmp_path / "serial.json").read_bytes() == (tmp_path / "pool.json").read_bytes()
+    assert [a["id"] for a in load_json(tmp_path / "pool.json")["annotations"]] == [
+        1000 - k for k in range(60) if k != 17
+    ]
+    r1.pop("output"), r2.pop("output")
+    assert r1 == r2 and r1["dropped"]["counts"] == {"polygon_too_short": 1}
+
+
+def test_error_leaves_no_output(tiny_coco, tmp_path) -> None:
+    tiny_coco["annotations"][4]["bbox"] = [0, 0, 0, 0]
+    src = tmp_path / "bad.json"
+    dump_json(tiny_coco, src)
+    with pytest.raises(DataError, match=r"bad\.json: annotation id 9"):
+        encode_file(src, tmp_path / "out.json", invalid="error")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json"]
