@@ -101,13 +101,15 @@ def random_case(tmp_path: Path, seed: int = 0) -> tuple[Path, list[dict]]:
             x, y, w, h = a["bbox"]
             dx, dy = rng.integers(-3, 4, size=2)
             box = (int(np.clip(x + dx, 0, W - w)), int(np.clip(y + dy, 0, H - h)), w, h)
+            shifted = np.roll(gt.annToMask(a), (dy, dx), axis=(0, 1))
             pred = {"image_id": a["image_id"], "category_id": a["category_id"],
                     "bbox": [float(v) for v in box], "score": float(rng.random()),
-                    "segmentation": rle_of(np.roll(gt.annToMask(a), (dy, dx), axis=(0, 1)))}  # fmt: skip
+                    "segmentation": rle_of(shifted)}  # fmt: skip
             preds.append(pred)
     for _ in range(8):  # false positives, some in classes without GT
         box = (int(rng.integers(0, 30)), int(rng.integers(0, 20)), 12, 10)
-        preds.append({"image_id": int(rng.integers(1, 7)), "category_id": int(rng.choice(cats + [23])),
+        category = int(rng.choice(cats + [23]))  # 23 (shoe) never occurs in the GT
+        preds.append({"image_id": int(rng.integers(1, 7)), "category_id": category,
                       "bbox": [float(v) for v in box], "score": float(rng.random()),
                       "segmentation": rle_of(rect_mask(*box))})  # fmt: skip
     return path, preds
@@ -137,7 +139,9 @@ def test_every_number_equals_cocoeval(tmp_path, seed, cat_ids):
             assert row["AR100"] == (float(np.mean(rec[:, k, 0, 2])) if ap > -1 else -1.0)
             assert row["AR1"] == (float(np.mean(rec[:, k, 0, 0])) if ap > -1 else -1.0)
             # TP + FN = non-crowd GT; TP / (TP + FN) = COCOeval's recall at IoU .5, maxDets 100.
-            n_gt = sum(1 for a in raw["annotations"] if a["category_id"] == cat and not a["iscrowd"])
+            n_gt = sum(
+                1 for a in raw["annotations"] if a["category_id"] == cat and not a["iscrowd"]
+            )
             assert row["TP"] + row["FN"] == n_gt
             if n_gt:
                 assert row["TP"] / n_gt == pytest.approx(rec[0, k, 0, 2], abs=1e-12)

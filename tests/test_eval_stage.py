@@ -115,8 +115,8 @@ def test_overlays_of_the_first_image_ids(ff_run):
 
 def test_aim_run_has_metrics_and_overlays(ff_run):
     from aim import Repo
-    from aim.storage.context import Context
     from aim.sdk.index_manager import RepoIndexManager
+    from aim.storage.context import Context
 
     metrics, _, root = ff_run
     repo = Repo.from_path(str(root / "aimrepo"))
@@ -136,7 +136,9 @@ def test_aim_run_has_metrics_and_overlays(ff_run):
 
 
 def test_fashionpedia_classes_keep_every_prediction(tmp_path):
-    _, out = run_eval(tmp_path, classes="fashionpedia", cfg=CFG.model_copy(update={"num_overlays": 0}))
+    _, out = run_eval(
+        tmp_path, classes="fashionpedia", cfg=CFG.model_copy(update={"num_overlays": 0})
+    )
     preds = json.loads((out / "predictions.json").read_text())
     assert {p["category_id"] for p in preds} == {0, 2}
     with (out / "per_class.csv").open() as f:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from fashionfail.models.factory import build_model, load_trained
 from fashionfail.predict import (
     ImageItem,
     list_images,
+    load_model,
     main,
     predict,
     read_image,
@@ -125,6 +127,18 @@ def test_list_images_sorted_and_filtered(tmp_path):
         list_images(tmp_path / "missing")
 
 
+def test_checkpoint_errors_are_one_line(tmp_path):
+    (tmp_path / "junk.ckpt").write_bytes(b"not a torch file")
+    with pytest.raises(DataError, match="junk.ckpt: not a readable checkpoint"):
+        load_model(tmp_path / "junk.ckpt")
+    with pytest.raises(DataError, match="missing.ckpt: checkpoint not found"):
+        load_model(tmp_path / "missing.ckpt")
+    wrong = write_checkpoint(tmp_path / "wrong.ckpt", "fashionfail", num_classes=47)
+    with pytest.raises(DataError, match="wrong.ckpt: weights do not fit tiny with 23") as err:
+        load_model(wrong)
+    assert "\n" not in str(err.value)
+
+
 def test_cuda_without_gpu_is_an_error():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
@@ -153,10 +167,12 @@ def test_records_are_coco_results_in_dataset_ids(tmp_path):
         assert r["score"] >= 0.2
         assert r["segmentation"]["size"] == [h, w]
         assert isinstance(r["segmentation"]["counts"], str)
-        mask = mask_utils.decode({**r["segmentation"], "counts": r["segmentation"]["counts"].encode()})
+        mask = mask_utils.decode(
+            {**r["segmentation"], "counts": r["segmentation"]["counts"].encode()}
+        )
         assert mask.shape == (h, w)
         x, y, bw, bh = r["bbox"]
-        assert 0 <= x and 0 <= y and x + bw <= w + 0.01 and y + bh <= h + 0.01
+        assert x >= 0 and y >= 0 and x + bw <= w + 0.01 and y + bh <= h + 0.01
     json.dumps(records)  # plain JSON types only
 
 
@@ -164,7 +180,7 @@ def test_keep_categories_drops_other_classes(tmp_path):
     # Fashionpedia model boosted on id 0 (FashionFail class) and id 2 (sweater, not one).
     ckpt = write_checkpoint(tmp_path / "fp.ckpt", "fashionpedia", {1: 6.0, 3: 6.0})
     model, space = load_fast(ckpt)
-    model.roi_heads.detections_per_img = 40  # enough for both classes to appear
+    model.roi_heads.detections_per_img = 100  # the default: enough for both classes to appear
     items = [ImageItem(0, p) for p in write_images(tmp_path / "img", [(64, 64)])]
     every = predict(model, space, items, device="cpu", progress=False)
     kept = predict(model, space, items, device="cpu", keep_categories=FASHIONFAIL_FP_IDS,
@@ -179,7 +195,9 @@ def test_batching_does_not_change_results(tmp_path):
     paths = write_images(tmp_path / "img", [(SIZE, SIZE)] * 3)
     items = [ImageItem(i, p) for i, p in enumerate(paths)]
     one = predict(model, space, items, batch_size=1, device="cpu", progress=False)
-    three = predict(model, space, items, batch_size=3, device="cpu", progress=False)
+    # Batched, and decoded in a DataLoader worker process as the evaluate stage does.
+    three = predict(model, space, items, batch_size=3, device="cpu", num_workers=1,
+                    progress=False)  # fmt: skip
     assert [r["image_id"] for r in one] == [r["image_id"] for r in three]
     assert len({r["image_id"] for r in one}) == 3  # each image's detections stay its own
     np.testing.assert_allclose([r["bbox"] for r in one], [r["bbox"] for r in three], atol=0.02)
@@ -219,6 +237,7 @@ def test_cli_writes_results_and_overlays(tmp_path):
          str(ckpt), "--out", str(out), "--overlays", str(overlays), "--batch-size", "2",
          "--device", "cpu", "--score-threshold", "0.3"],
         capture_output=True, text=True, cwd=REPO, timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # small ops; threads only contend here
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     records = json.loads(out.read_text())

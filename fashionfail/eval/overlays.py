@@ -65,7 +65,9 @@ def draw_detections(
     size = [max(1, round(height * scale)), max(1, round(width * scale))]
     # Enlarge with nearest (no blur that would hide the model's actual input), shrink smoothly.
     mode = TF.InterpolationMode.NEAREST if scale > 1 else TF.InterpolationMode.BILINEAR
-    out = TF.resize(image, size, interpolation=mode, antialias=True) if scale != 1 else image.clone()
+    out = (
+        image.clone() if scale == 1 else TF.resize(image, size, interpolation=mode, antialias=True)
+    )
     anns = [a for a in anns if a.get("score", 1.0) >= score_threshold]
     if not anns:
         return out
@@ -87,7 +89,11 @@ def draw_detections(
         + (f" {a['score']:.2f}" if "score" in a else "")
         for a in anns
     ]
-    return draw_bounding_boxes(out, boxes, labels=labels, colors=colours, width=2)
+    # White text on a box-coloured tag: readable on any background, even over its own mask.
+    return draw_bounding_boxes(
+        out, boxes, labels=labels, colors=colours, width=2, fill_labels=True,
+        label_colors="white",
+    )  # fmt: skip
 
 
 def side_by_side(panels: Sequence[tuple[str, torch.Tensor]]) -> torch.Tensor:
