@@ -212,7 +212,9 @@ def predict(
     return results
 
 
-def load_model(checkpoint: str | os.PathLike, expect_classes: str | None = None):
+def load_model(
+    checkpoint: str | os.PathLike, expect_classes: str | None = None
+) -> tuple[torch.nn.Module, LabelSpace]:
     """`load_trained`, with its errors turned into one-line DataErrors naming the file."""
     try:
         return load_trained(checkpoint, expect_classes=expect_classes)
@@ -301,6 +303,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -347,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--workers",
-        type=int,
+        type=_non_negative_int,
         default=0,
         help="image-decoding worker processes (default 0: decode in the main process)",
     )

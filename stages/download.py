@@ -19,7 +19,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"Writes OUT/fashionpedia/, OUT/fashionfail/ and OUT/{REPORT_NAME}. "
-        "Exit status 1 with a one-line 'error: ...' on stderr on bad params or data.",
+        "Exit status 1 with a one-line 'error: ...' on stderr on bad params or data; "
+        f"after a failed download OUT/{REPORT_NAME} has status 'failed' and the details "
+        "(e.g. the missing images).",
     )
     p.add_argument(
         "--params",
@@ -37,9 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = run_download(load_section("download", args.params), args.out)
     except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        # One line: a reason quoted from a server or an exception may hold line breaks.
+        print("error: " + " ".join(str(e).splitlines()), file=sys.stderr)
         return 1
-    print(f"download ({report['source']}): {report['image_counts']}")
+    missing = report.get("official", {}).get("images_missing", 0)
+    line = f"download ({report['source']}): {report['image_counts']}"
+    if missing:
+        line += f"; {missing} FashionFail images missing, left out (see {REPORT_NAME})"
+    print(line)
     return 0
 
 

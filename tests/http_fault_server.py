@@ -1,4 +1,5 @@
-"""A small HTTP/1.1 file server for download tests: Range, If-Range and scripted faults per path.
+"""A small HTTP/1.1 file server for download tests: Range, If-Range and scripted faults per path;
+and a fake official mirror served by it (`FakeOfficial`, `expected_tree`).
 
 Faults are queued per path and each GET of that path consumes one, so "drop, drop, then serve"
 is three faults followed by normal behaviour. Every GET is logged with its Range header.
@@ -7,11 +8,19 @@ is three faults followed by normal behaviour. Every GET is logged with its Range
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import random
 import threading
 import time
+import zipfile
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from fashionfail.config import OfficialSource
+from fashionfail.data.download import FF_TRANSFORM
 
 
 @dataclass(frozen=True)
@@ -151,3 +160,128 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.wfile.write(payload)
             self.close_connection = extra > 0
+
+
+# ---------------------------------------------------------------- a fake official mirror
+# Fashionpedia's bucket, the FashionFail JSONs and the adidas CDN on one FaultServer, shared by
+# test_download.py and test_sources.py.
+
+FP, FF = "/fp", "/ff"
+ANN_TRAIN = f"{FP}/annotations/instances_attributes_train2020.json"
+ANN_VAL = f"{FP}/annotations/instances_attributes_val2020.json"
+ZIP_TRAIN = f"{FP}/images/train2020.zip"
+ZIP_VAL = f"{FP}/images/val_test2020.zip"
+FF_SPLITS = ("train", "val", "test")
+MISSING = "val_1.jpg"  # the one FashionFail image the mirror does not have (link rot)
+
+
+def image_path(file_name: str) -> str:
+    """The URL path the downloader requests for FashionFail image `file_name`."""
+    return f"/images/{FF_TRANSFORM}{file_name}"
+
+
+def _jpeg_like(rng: random.Random, n: int = 1500) -> bytes:
+    return b"\xff\xd8\xff\xe0" + rng.randbytes(n)
+
+
+def make_zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _ff_json(split: str, base_url: str) -> bytes:
+    """Three images (ids 1-3), one annotation each (ids 101-103); json.dumps spacing, so a
+    re-serialised copy would differ from the served bytes."""
+    images = [
+        {"id": i, "file_name": f"{split}_{i}.jpg", "width": 8, "height": 8,
+         "original_url": f"{base_url}/images/{split}_{i}.jpg"}
+        for i in (1, 2, 3)
+    ]
+    annotations = [{"id": 100 + i, "image_id": i, "category_id": 0} for i in (1, 2, 3)]
+    data = {"info": {"split": split}, "images": images, "annotations": annotations,
+            "categories": []}
+    return json.dumps(data).encode()
+
+
+class FakeOfficial(FaultServer):
+    """Every official file, except FashionFail image MISSING; start() it.
+
+    `train_members` / `test_members` are the zips' members (path in the zip -> bytes).
+    """
+
+    def __init__(self) -> None:
+        super().__init__({})
+        rng = random.Random(0)
+        self.train_members = {f"train/{k}.jpg": _jpeg_like(rng) for k in "abc"}
+        self.test_members = {f"test/{k}.jpg": _jpeg_like(rng) for k in "de"}
+        self.files.update({
+            # big enough that a drop after a few hundred bytes is mid-file
+            ANN_TRAIN: json.dumps({"images": [{"id": i} for i in range(300)]}).encode(),
+            ANN_VAL: json.dumps({"images": [{"id": 1}], "annotations": []}).encode(),
+            ZIP_TRAIN: make_zip(self.train_members),
+            ZIP_VAL: make_zip(self.test_members),
+        })
+        for split in FF_SPLITS:
+            self.files[f"{FF}/ff_{split}.json"] = _ff_json(split, self.url)
+            for i in (1, 2, 3):
+                name = f"{split}_{i}.jpg"
+                if name != MISSING:
+                    self.files[image_path(name)] = _jpeg_like(rng, 300)
+
+
+def official_cfg(srv: FaultServer, **overrides: object) -> OfficialSource:
+    """Settings for a mirror at `srv`: fast retries, images not required."""
+    values = dict(
+        fashionpedia_url=srv.url + FP, fashionfail_url=srv.url + FF, retries=4, backoff_s=0.001,
+        timeout_s=5.0, image_workers=3, fail_on_missing_images=False,
+    )
+    return OfficialSource(**{**values, **overrides})
+
+
+def filtered_ff(served: bytes, left_out: set[str]) -> dict:
+    """The served FashionFail JSON without the images named in `left_out` and their annotations."""
+    data = json.loads(served)
+    ids = {img["id"] for img in data["images"] if img["file_name"] in left_out}
+    data["images"] = [img for img in data["images"] if img["id"] not in ids]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] not in ids]
+    return data
+
+
+def expected_tree(srv: FakeOfficial, absent: tuple[str, ...] = ()) -> dict[str, bytes | dict]:
+    """What a download from `srv` must leave (bookkeeping aside) when the images not served and
+    those in `absent` are missing: bytes, or the parsed JSON for a filtered ff_<split>.json."""
+    tree: dict[str, bytes | dict] = {
+        "fashionpedia/instances_attributes_train2020.json": srv.files[ANN_TRAIN],
+        "fashionpedia/instances_attributes_val2020.json": srv.files[ANN_VAL],
+        **{f"fashionpedia/images/{k}": v for k, v in srv.train_members.items()},
+        **{f"fashionpedia/images/{k}": v for k, v in srv.test_members.items()},
+    }
+    for split in FF_SPLITS:
+        served = srv.files[f"{FF}/ff_{split}.json"]
+        left_out = set()
+        for name in (f"{split}_{i}.jpg" for i in (1, 2, 3)):
+            body = srv.files.get(image_path(name))
+            if body is None or name in absent:
+                left_out.add(name)
+            else:
+                tree[f"fashionfail/images/{split}/{name}"] = body
+        tree[f"fashionfail/published/ff_{split}.json"] = served
+        tree[f"fashionfail/ff_{split}.json"] = filtered_ff(served, left_out) if left_out else served
+    return tree
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (relative POSIX path -> bytes)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def assert_tree(root: Path, expected: dict[str, bytes | dict], extra: set[str]) -> None:
+    """`root` holds exactly `expected` plus the files `extra` (bookkeeping, not compared)."""
+    tree = read_tree(root)
+    assert set(tree) == set(expected) | extra, set(tree) ^ (set(expected) | extra)
+    for path, want in expected.items():
+        got = json.loads(tree[path]) if isinstance(want, dict) else tree[path]
+        assert got == want, path

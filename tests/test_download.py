@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import random
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from http_fault_server import Fault, FaultServer  # tests/ is on sys.path (pytest rootdir import)
+from http_fault_server import (  # tests/ is on sys.path (pytest rootdir import)
+    ANN_TRAIN,
+    ANN_VAL,
+    FF,
+    FP,
+    MISSING,
+    ZIP_TRAIN,
+    ZIP_VAL,
+    FakeOfficial,
+    Fault,
+    assert_tree,
+    expected_tree,
+    image_path,
+    make_zip,
+    official_cfg,
+    read_tree,
+)
 
-from fashionfail.config import ConfigError, OfficialSource
+from fashionfail.config import ConfigError
 from fashionfail.data.download import (
     FF_TRANSFORM,
     DownloadError,
@@ -26,104 +39,31 @@ from fashionfail.data.download import (
 )
 from fashionfail.jsonio import DataError
 
-FP, FF = "/fp", "/ff"
-ANN_TRAIN = f"{FP}/annotations/instances_attributes_train2020.json"
-ANN_VAL = f"{FP}/annotations/instances_attributes_val2020.json"
-ZIP_TRAIN = f"{FP}/images/train2020.zip"
-ZIP_VAL = f"{FP}/images/val_test2020.zip"
-MISSING = "val_1.jpg"  # the one FashionFail image the server does not have (link rot)
-
-
-def _jpeg_like(rng: random.Random, n: int = 1500) -> bytes:
-    return b"\xff\xd8\xff\xe0" + rng.randbytes(n)
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def _ff_json(split: str, base_url: str) -> bytes:
-    images = [
-        {"id": i, "file_name": f"{split}_{i}.jpg", "width": 8, "height": 8,
-         "original_url": f"{base_url}/images/{split}_{i}.jpg"}
-        for i in (1, 2, 3)
-    ]
-    return json.dumps({"images": images, "annotations": [], "categories": []}).encode()
+BOOKKEEPING = {"fashionpedia/.download_manifest.json", "fashionfail/.download_manifest.json",
+               "fashionpedia/.train2020.zip.extracted", "fashionpedia/.val_test2020.zip.extracted"}
 
 
 @pytest.fixture
-def server() -> Iterator[FaultServer]:
-    srv = FaultServer({}).start()
-    rng = random.Random(0)
-    srv.train_members = {f"train/{k}.jpg": _jpeg_like(rng) for k in "abc"}
-    srv.test_members = {f"test/{k}.jpg": _jpeg_like(rng) for k in "de"}
-    srv.files.update({
-        # big enough that a drop after a few hundred bytes is mid-file
-        ANN_TRAIN: json.dumps({"images": [{"id": i} for i in range(300)]}).encode(),
-        ANN_VAL: json.dumps({"images": [{"id": 1}], "annotations": []}).encode(),
-        ZIP_TRAIN: _zip(srv.train_members),
-        ZIP_VAL: _zip(srv.test_members),
-    })
-    for split in ("train", "val", "test"):
-        srv.files[f"{FF}/ff_{split}.json"] = _ff_json(split, srv.url)
-        for i in (1, 2, 3):
-            name = f"{split}_{i}.jpg"
-            if name != MISSING:
-                srv.files[f"/images/{FF_TRANSFORM}{name}"] = _jpeg_like(rng, 300)
+def server() -> Iterator[FakeOfficial]:
+    srv = FakeOfficial()
+    srv.start()
     yield srv
     srv.stop()
 
 
-def _cfg(srv: FaultServer, **overrides: object) -> OfficialSource:
-    values = dict(
-        fashionpedia_url=srv.url + FP, fashionfail_url=srv.url + FF, retries=4, backoff_s=0.001,
-        timeout_s=5.0, image_workers=3, fail_on_missing_images=False,
-    )
-    return OfficialSource(**{**values, **overrides})
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-def _expected_tree(srv: FaultServer, absent: tuple[str, ...] = ()) -> dict[str, bytes]:
-    tree = {
-        "fashionpedia/instances_attributes_train2020.json": srv.files[ANN_TRAIN],
-        "fashionpedia/instances_attributes_val2020.json": srv.files[ANN_VAL],
-        **{f"fashionpedia/images/{k}": v for k, v in srv.train_members.items()},
-        **{f"fashionpedia/images/{k}": v for k, v in srv.test_members.items()},
-    }
-    for split in ("train", "val", "test"):
-        tree[f"fashionfail/ff_{split}.json"] = srv.files[f"{FF}/ff_{split}.json"]
-        for i in (1, 2, 3):
-            served = srv.files.get(f"/images/{FF_TRANSFORM}{split}_{i}.jpg")
-            if served is not None and f"{split}_{i}.jpg" not in absent:
-                tree[f"fashionfail/images/{split}/{split}_{i}.jpg"] = served
-    return tree
-
-
-def test_full_download_with_faults_then_rerun_is_free(server: FaultServer, tmp_path: Path) -> None:
+def test_full_download_with_faults_then_rerun_is_free(server: FakeOfficial, tmp_path: Path) -> None:
     server.add_faults(ZIP_TRAIN, Fault("drop", 700), Fault("drop", 700), Fault("drop", 700))
     server.add_faults(ANN_TRAIN, Fault("status", 503))
     server.add_faults(ANN_VAL, Fault("lie", 50))
-    server.add_faults(f"/images/{FF_TRANSFORM}test_2.jpg", Fault("drop", 100), Fault("status", 500))
+    server.add_faults(image_path("test_2.jpg"), Fault("drop", 100), Fault("status", 500))
     # Dropped on every attempt: missing now, fetched by the rerun.
-    server.add_faults(f"/images/{FF_TRANSFORM}test_3.jpg", *[Fault("drop", 10)] * 4)
+    server.add_faults(image_path("test_3.jpg"), *[Fault("drop", 10)] * 4)
 
-    report = download_official(_cfg(server), tmp_path)
+    report = download_official(official_cfg(server), tmp_path)
 
-    # Byte-identical layout; the only extra files are the hidden bookkeeping ones.
-    tree = _tree(tmp_path)
-    bookkeeping = {"fashionpedia/.download_manifest.json", "fashionfail/.download_manifest.json",
-                   "fashionpedia/.train2020.zip.extracted",
-                   "fashionpedia/.val_test2020.zip.extracted"}
-    expected = _expected_tree(server, absent=("test_3.jpg",))
-    assert set(tree) - set(expected) == bookkeeping  # no .part, .meta or temp files either
-    assert {k: v for k, v in tree.items() if k not in bookkeeping} == expected
+    # Byte-identical layout (ff_val/ff_test.json filtered); the only extra files are the hidden
+    # bookkeeping ones: no .part, .meta or temp files.
+    assert_tree(tmp_path, expected_tree(server, absent=("test_3.jpg",)), BOOKKEEPING)
     assert sorted(os.listdir(tmp_path / "fashionpedia" / "images")) == ["test", "train"]
 
     # The dropped zip was resumed from where each drop left it.
@@ -139,39 +79,41 @@ def test_full_download_with_faults_then_rerun_is_free(server: FaultServer, tmp_p
     assert (zip_report["status"], zip_report["files"], zip_report["zip_deleted"]) == (
         "extracted", 3, True)
 
-    # Unreachable images are reported, not fatal.
+    # Unreachable images are reported, not fatal, and left out of ff_<split>.json.
     assert report["images_fetched"] == 7 and report["images_missing"] == 2
     assert report["fashionfail_images"]["val"] == {
         "total": 3, "fetched": 2, "skipped": 0, "missing": 1,
         "bytes": sum(len(v) for k, v in server.files.items() if f"{FF_TRANSFORM}val_" in k),
     }
+    left_out = {s: (j["images_left_out"], j["annotations_left_out"])
+                for s, j in report["fashionfail_json"].items()}
+    assert left_out == {"train": (0, 0), "val": (1, 1), "test": (1, 1)}
     miss, dropped = report["missing_images"]
-    assert (dropped["split"], dropped["file_name"]) == ("test", "test_3.jpg")
+    assert (dropped["split"], dropped["file_name"], dropped["annotation_ids"]) == (
+        "test", "test_3.jpg", [103])
     assert "failed after 4 attempt(s)" in dropped["reason"]
     assert "IncompleteRead" in dropped["reason"]
     assert miss["split"] == "val" and miss["image_id"] == 1 and miss["file_name"] == MISSING
     assert miss["url"] == f"{server.url}/images/{FF_TRANSFORM}{MISSING}"
-    assert "404" in miss["reason"]
-    assert len(server.requests_for(f"/images/{FF_TRANSFORM}{MISSING}")) == 1  # 404 is final
+    assert "404" in miss["reason"] and miss["annotation_ids"] == [101]
+    assert len(server.requests_for(image_path(MISSING))) == 1  # 404 is final
 
     # A rerun sends nothing for complete files; only the missing images are tried again.
     before = len(server.log)
-    again = download_official(_cfg(server), tmp_path)
+    again = download_official(official_cfg(server), tmp_path)
     assert sorted(e.path for e in server.log[before:]) == [
-        f"/images/{FF_TRANSFORM}test_3.jpg", f"/images/{FF_TRANSFORM}{MISSING}"]
+        image_path("test_3.jpg"), image_path(MISSING)]
     assert {f["status"] for f in again["files"].values()} == {"skipped"}
     assert {z["status"] for z in again["zips"].values()} == {"skipped"}
     assert (again["images_skipped"], again["images_fetched"], again["images_missing"]) == (7, 1, 1)
-    tree["fashionfail/images/test/test_3.jpg"] = server.files[f"/images/{FF_TRANSFORM}test_3.jpg"]
-    ff_manifest = "fashionfail/.download_manifest.json"
-    del tree[ff_manifest]  # it now lists test_3.jpg too
-    assert {k: v for k, v in _tree(tmp_path).items() if k != ff_manifest} == tree
+    assert again["fashionfail_json"]["test"]["images_left_out"] == 0
+    assert_tree(tmp_path, expected_tree(server), BOOKKEEPING)  # ff_test.json complete again
     assert set(os.listdir(tmp_path)) == {"fashionpedia", "fashionfail"}
 
 
-def test_fail_on_missing_images_names_the_image(server: FaultServer, tmp_path: Path) -> None:
+def test_fail_on_missing_images_names_the_image(server: FakeOfficial, tmp_path: Path) -> None:
     with pytest.raises(MissingImagesError, match=rf"1 of 9 .*val/{MISSING} \(HTTP 404") as err:
-        download_official(_cfg(server, fail_on_missing_images=True), tmp_path)
+        download_official(official_cfg(server, fail_on_missing_images=True), tmp_path)
     assert isinstance(err.value, DataError)
     assert [m["file_name"] for m in err.value.report["missing_images"]] == [MISSING]
     assert err.value.report["images_fetched"] == 8
@@ -180,16 +122,16 @@ def test_fail_on_missing_images_names_the_image(server: FaultServer, tmp_path: P
 @pytest.mark.parametrize(("key", "value"), [("retries", 0), ("image_workers", 0),
                                             ("timeout_s", 0.0), ("backoff_s", -1.0)])
 def test_bad_settings_fail_before_any_request(
-    server: FaultServer, tmp_path: Path, key: str, value: object
+    server: FakeOfficial, tmp_path: Path, key: str, value: object
 ) -> None:
     with pytest.raises(ConfigError, match=f"download.official.{key}"):
-        download_official(_cfg(server, **{key: value}), tmp_path)
+        download_official(official_cfg(server, **{key: value}), tmp_path)
     assert server.log == []
 
 
-def test_server_ignoring_range_restarts_from_zero(server: FaultServer, tmp_path: Path) -> None:
+def test_server_ignoring_range_restarts_from_zero(server: FakeOfficial, tmp_path: Path) -> None:
     server.add_faults(ANN_TRAIN, Fault("drop", 400), Fault("ignore_range"))
-    result = fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", _cfg(server))
+    result = fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", official_cfg(server))
     assert (tmp_path / "a.json").read_bytes() == server.files[ANN_TRAIN]
     assert [(e.range, e.status) for e in server.requests_for(ANN_TRAIN)] == [
         (None, 200), ("bytes=400-", 200)]
@@ -197,34 +139,35 @@ def test_server_ignoring_range_restarts_from_zero(server: FaultServer, tmp_path:
     assert os.listdir(tmp_path) == ["a.json"]
 
 
-def test_complete_part_is_finished_by_a_416(server: FaultServer, tmp_path: Path) -> None:
+def test_complete_part_is_finished_by_a_416(server: FakeOfficial, tmp_path: Path) -> None:
     body = server.files[ANN_TRAIN]
     (tmp_path / "a.json.part").write_bytes(body)  # died after the last byte, before the rename
-    result = fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", _cfg(server))
+    result = fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", official_cfg(server))
     assert [e.status for e in server.requests_for(ANN_TRAIN)] == [416]
     assert result == {"url": server.url + ANN_TRAIN, "bytes": len(body), "status": "resumed",
                       "attempts": 1}
     assert os.listdir(tmp_path) == ["a.json"] and (tmp_path / "a.json").read_bytes() == body
 
 
-def test_oversized_part_restarts(server: FaultServer, tmp_path: Path) -> None:
+def test_oversized_part_restarts(server: FakeOfficial, tmp_path: Path) -> None:
     body = server.files[ANN_VAL]
     (tmp_path / "v.json.part").write_bytes(body + b"garbage")
-    fetch_file(server.url + ANN_VAL, tmp_path / "v.json", _cfg(server, retries=1))
+    fetch_file(server.url + ANN_VAL, tmp_path / "v.json", official_cfg(server, retries=1))
     assert [e.status for e in server.requests_for(ANN_VAL)] == [416, 200]
     assert (tmp_path / "v.json").read_bytes() == body
 
 
-def test_changed_file_is_not_spliced(server: FaultServer, tmp_path: Path) -> None:
+def test_changed_file_is_not_spliced(server: FakeOfficial, tmp_path: Path) -> None:
     """If-Range: a part of the old version is discarded when the server's file changed."""
     old = server.files[ANN_TRAIN]
     server.add_faults(ANN_TRAIN, Fault("drop", 500))
     with pytest.raises(DownloadError, match="after 1 attempt"):
-        fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", _cfg(server, retries=1))
+        fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", official_cfg(server, retries=1))
     assert (tmp_path / "a.json.part").stat().st_size == 500
     new = bytes(reversed(old))  # same size, other content
     server.files[ANN_TRAIN] = new
-    result = fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", _cfg(server, retries=1))
+    result = fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json",
+                        official_cfg(server, retries=1))
     last = server.requests_for(ANN_TRAIN)[-1]
     assert (last.range, last.status) == ("bytes=500-", 200) and last.if_range is not None
     assert result["status"] == "downloaded"
@@ -232,48 +175,48 @@ def test_changed_file_is_not_spliced(server: FaultServer, tmp_path: Path) -> Non
     assert os.listdir(tmp_path) == ["a.json"]
 
 
-def test_size_change_without_validator_restarts(server: FaultServer, tmp_path: Path) -> None:
+def test_size_change_without_validator_restarts(server: FakeOfficial, tmp_path: Path) -> None:
     """No ETag/Last-Modified, so no If-Range: a changed total in the 206 still forces a restart."""
     server.send_etag = False
     server.add_faults(ANN_TRAIN, Fault("drop", 500))
     url = server.url + ANN_TRAIN
     with pytest.raises(DownloadError):
-        fetch_file(url, tmp_path / "a.json", _cfg(server, retries=1))
+        fetch_file(url, tmp_path / "a.json", official_cfg(server, retries=1))
     new = server.files[ANN_TRAIN] + b" "
     server.files[ANN_TRAIN] = new
-    fetch_file(url, tmp_path / "a.json", _cfg(server, retries=1))
+    fetch_file(url, tmp_path / "a.json", official_cfg(server, retries=1))
     assert [e.status for e in server.requests_for(ANN_TRAIN)] == [200, 206, 200]
     assert (tmp_path / "a.json").read_bytes() == new
 
 
-def test_timeout_is_retried_and_resumed(server: FaultServer, tmp_path: Path) -> None:
+def test_timeout_is_retried_and_resumed(server: FakeOfficial, tmp_path: Path) -> None:
     server.add_faults(ANN_TRAIN, Fault("stall", 1500))
-    fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", _cfg(server, timeout_s=0.3))
+    fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", official_cfg(server, timeout_s=0.3))
     body = server.files[ANN_TRAIN]
     assert (tmp_path / "a.json").read_bytes() == body
     assert [e.range for e in server.requests_for(ANN_TRAIN)] == [None, f"bytes={len(body) // 2}-"]
 
 
-def test_retries_exhausted_names_url_and_keeps_part(server: FaultServer, tmp_path: Path) -> None:
+def test_retries_exhausted_names_url_and_keeps_part(server: FakeOfficial, tmp_path: Path) -> None:
     server.add_faults(ANN_TRAIN, Fault("drop", 300), *[Fault("status", 503)] * 3)
     url = server.url + ANN_TRAIN
     with pytest.raises(DownloadError, match=rf"{url}: failed after 4 attempt\(s\).*HTTP 503"):
-        fetch_file(url, tmp_path / "a.json", _cfg(server))
+        fetch_file(url, tmp_path / "a.json", official_cfg(server))
     assert len(server.requests_for(ANN_TRAIN)) == 4
     assert (tmp_path / "a.json.part").stat().st_size == 300  # kept for the next run to resume
     assert not (tmp_path / "a.json").exists()
 
 
 @pytest.mark.parametrize("status", [404, 403])
-def test_client_errors_are_final(server: FaultServer, tmp_path: Path, status: int) -> None:
+def test_client_errors_are_final(server: FakeOfficial, tmp_path: Path, status: int) -> None:
     server.add_faults(ZIP_VAL, Fault("status", status))
     with pytest.raises(DataError, match=rf"val_test2020\.zip: HTTP {status}"):
-        fetch_file(server.url + ZIP_VAL, tmp_path / "z.zip", _cfg(server))
+        fetch_file(server.url + ZIP_VAL, tmp_path / "z.zip", official_cfg(server))
     assert len(server.requests_for(ZIP_VAL)) == 1
     assert os.listdir(tmp_path) == []
 
 
-def test_corrupt_zip_leaves_no_images(server: FaultServer, tmp_path: Path) -> None:
+def test_corrupt_zip_leaves_no_images(server: FakeOfficial, tmp_path: Path) -> None:
     data = bytearray(server.files[ZIP_TRAIN])
     data[data.index(server.train_members["train/b.jpg"]) + 10] ^= 0xFF  # breaks b.jpg's CRC
     zip_path = tmp_path / "train2020.zip"
@@ -286,10 +229,10 @@ def test_corrupt_zip_leaves_no_images(server: FaultServer, tmp_path: Path) -> No
 
 def test_extract_skips_foreign_members(tmp_path: Path) -> None:
     zip_path = tmp_path / "z.zip"
-    zip_path.write_bytes(_zip({"train/x.jpg": b"x", "__MACOSX/._x.jpg": b"y"}))
+    zip_path.write_bytes(make_zip({"train/x.jpg": b"x", "__MACOSX/._x.jpg": b"y"}))
     stats = extract_zip(zip_path, "train", tmp_path / "images")
     assert stats == {"files": 1, "bytes": 1, "ignored_members": 1}
-    assert _tree(tmp_path / "images") == {"train/x.jpg": b"x"}
+    assert read_tree(tmp_path / "images") == {"train/x.jpg": b"x"}
     with pytest.raises(DataError, match="no top-level folder test/"):
         extract_zip(zip_path, "test", tmp_path / "images")
 
@@ -303,6 +246,8 @@ def test_extract_skips_foreign_members(tmp_path: Path) -> None:
         ({"id": 7, "file_name": "a.jpg"}, "image 7: missing or empty 'original_url'"),
         ({"id": 7, "original_url": "u"}, "image 7: missing or empty 'file_name'"),
         ({"file_name": "a.jpg", "original_url": "u"}, "without an id"),
+        ({"id": 1, "file_name": "b.jpg", "original_url": "u"}, "image id 1 is not a unique"),
+        ({"id": "7", "file_name": "b.jpg", "original_url": "u"}, "image id '7' is not a unique"),
     ],
 )
 def test_ff_json_validation(tmp_path: Path, image: dict, message: str) -> None:
@@ -321,12 +266,12 @@ def test_ff_json_duplicate_names(tmp_path: Path) -> None:
         read_ff_images(path)
 
 
-def test_bad_ff_json_fails_before_fashionpedia(server: FaultServer, tmp_path: Path) -> None:
+def test_bad_ff_json_fails_before_fashionpedia(server: FakeOfficial, tmp_path: Path) -> None:
     bad = json.loads(server.files[f"{FF}/ff_val.json"])
     bad["images"][2]["file_name"] = "../../x.jpg"
     server.files[f"{FF}/ff_val.json"] = json.dumps(bad).encode()
     with pytest.raises(DataError, match=r"ff_val\.json: image 3: unsafe file_name"):
-        download_official(_cfg(server), tmp_path)
+        download_official(official_cfg(server), tmp_path)
     assert server.count(FP) == 0 and server.count("/images") == 0
 
 

@@ -5,7 +5,8 @@ Layout written under `out_root` (the synthetic generator writes the same):
     fashionpedia/instances_attributes_{train,val}2020.json
     fashionpedia/images/train/...   from train2020.zip
     fashionpedia/images/test/...    from val_test2020.zip (val2020 images live in its test/)
-    fashionfail/ff_{train,val,test}.json
+    fashionfail/published/ff_{train,val,test}.json   as published, byte for byte
+    fashionfail/ff_{train,val,test}.json             what later stages read (see below)
     fashionfail/images/{train,val,test}/<file_name>
 
 How it stays correct on a flaky network and across interrupted runs:
@@ -33,6 +34,15 @@ FashionFail images are not in the Hugging Face dataset: each image entry's `orig
 the adidas (Cloudinary) CDN, and the original downloader inserts `f_jpg,q_auto,fl_lossy,c_fill,
 g_auto/` after `images/` (see `ff_image_url`). Links rot: an image that cannot be fetched is listed
 in the report, and fails the stage only if `cfg.fail_on_missing_images`.
+
+Training (torchvision CocoDetection) and evaluation (pycocotools) open every image a COCO file
+lists, so `fashionfail/ff_<split>.json` is the published file minus the images that could not be
+fetched and their annotations: a counted skip, reported per split (`fashionfail_json`), each
+missing image listed with the ids of its left-out annotations. With nothing missing it is a
+byte-identical copy of `published/ff_<split>.json`. The manifest tracks the published file, so a
+rerun does not fetch it again; it rewrites every `ff_<split>.json` from it and from the images now
+on disk, so a rerun that fetches a previously missing image restores the complete file. They are
+written before the stage fails on missing images too, so they match the images on disk.
 """
 
 from __future__ import annotations
@@ -56,7 +66,7 @@ from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 
 from fashionfail.config import ConfigError, OfficialSource
-from fashionfail.jsonio import DataError, dump_json, load_json
+from fashionfail.jsonio import DataError, atomic_path, dump_json, load_json
 
 log = logging.getLogger(__name__)
 
@@ -438,16 +448,22 @@ def ff_image_url(original_url: str) -> str:
 
 
 def read_ff_images(path: Path) -> list[dict]:
-    """The `images` of a FashionFail JSON, checked to have an id, a safe file_name and a URL."""
+    """The `images` of a FashionFail JSON, checked to have a unique int id, a safe, unique
+    file_name and a URL."""
     data = load_json(path)
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, list):
         raise DataError(f"{path}: expected an object with an 'images' list")
     seen: dict[str, Any] = {}
+    ids: set[int] = set()
     for img in images:
         if not isinstance(img, dict) or "id" not in img:
             raise DataError(f"{path}: image entry without an id: {str(img)[:80]}")
         image_id = img["id"]
+        # Left-out annotations are found by image id (write_ff_split): it must name one image.
+        if type(image_id) is not int or image_id in ids:
+            raise DataError(f"{path}: image id {image_id!r} is not a unique integer")
+        ids.add(image_id)
         for key in ("file_name", "original_url"):
             if not isinstance(img.get(key), str) or not img[key]:
                 raise DataError(f"{path}: image {image_id}: missing or empty {key!r}")
@@ -459,6 +475,37 @@ def read_ff_images(path: Path) -> list[dict]:
             raise DataError(f"{path}: images {seen[name]} and {image_id} share file_name {name!r}")
         seen[name] = image_id
     return images
+
+
+def write_ff_split(published: Path, dest: Path, missing: list[dict]) -> dict[str, int]:
+    """Write `dest`: the FashionFail JSON `published` minus the `missing` images (this split's).
+
+    Their annotations are left out too, and each `missing` entry gets their ids as
+    `annotation_ids` (in place). With nothing missing `dest` is a byte-identical copy. Written
+    atomically; returns the published counts and how many images/annotations were left out.
+    """
+    data = load_json(published)
+    annotations = data.get("annotations") if isinstance(data, dict) else None
+    if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
+        raise DataError(f"{published}: expected an 'annotations' list of objects")
+    gone = {m["image_id"]: m for m in missing}
+    for entry in missing:
+        entry["annotation_ids"] = []
+    kept = []
+    for ann in annotations:
+        entry = gone.get(ann.get("image_id"))
+        if entry is None:
+            kept.append(ann)
+        else:
+            entry["annotation_ids"].append(ann.get("id"))
+    if gone:
+        images = [img for img in data["images"] if img["id"] not in gone]
+        dump_json({**data, "images": images, "annotations": kept}, dest)
+    else:
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(published, tmp)
+    return {"images": len(data["images"]), "annotations": len(annotations),
+            "images_left_out": len(gone), "annotations_left_out": len(annotations) - len(kept)}
 
 
 @dataclass(frozen=True)
@@ -565,12 +612,32 @@ def _check_cfg(cfg: OfficialSource) -> None:
         raise ConfigError("download.official.timeout_s: must be positive")
 
 
+def _published_ff(
+    cfg: OfficialSource, ff_dir: Path, manifest: _Manifest, session: requests.Session,
+    files: dict[str, dict],
+) -> list[_ImageJob]:
+    """Fetch the published FashionFail JSONs (reports into `files`); the image jobs they list."""
+    jobs = []
+    for split in FF_SPLITS:
+        dest = ff_dir / "published" / f"ff_{split}.json"
+        url = f"{cfg.fashionfail_url.rstrip('/')}/ff_{split}.json"
+        files[f"fashionfail/published/{dest.name}"] = _fetch_tracked(
+            url, dest, cfg, manifest, session)
+        jobs += [
+            _ImageJob(split, img["id"], img["file_name"], ff_image_url(img["original_url"]),
+                      ff_dir / "images" / split / img["file_name"])
+            for img in read_ff_images(dest)
+        ]
+    return jobs
+
+
 def download_official(cfg: OfficialSource, out_root: Path) -> dict[str, Any]:
     """Download Fashionpedia and FashionFail into `out_root` (layout in the module docstring).
 
     Returns a JSON-able report: per-file url/bytes/status (downloaded | resumed | skipped), the
     zips' extraction (files, bytes, skipped or extracted), FashionFail image counts per split
-    (total/fetched/skipped/missing/bytes) and the list of missing images with the reason.
+    (total/fetched/skipped/missing/bytes), per split the published and left-out counts of
+    `ff_<split>.json`, and the list of missing images with the reason and left-out annotations.
     Raises DataError on any Fashionpedia or FashionFail JSON failure, and MissingImagesError
     (a DataError carrying the report) on missing images if `cfg.fail_on_missing_images`.
     """
@@ -582,18 +649,9 @@ def download_official(cfg: OfficialSource, out_root: Path) -> dict[str, Any]:
     fp_manifest, ff_manifest = _Manifest(fp_dir), _Manifest(ff_dir)
     files: dict[str, dict] = {}
     zips: dict[str, dict] = {}
-    jobs: list[_ImageJob] = []
     with new_session() as session:
         # FashionFail JSONs first: they are small, and a bad one should fail before 3.5 GB.
-        for split in FF_SPLITS:
-            dest = ff_dir / f"ff_{split}.json"
-            url = f"{cfg.fashionfail_url.rstrip('/')}/ff_{split}.json"
-            files[f"fashionfail/{dest.name}"] = _fetch_tracked(url, dest, cfg, ff_manifest, session)
-            jobs += [
-                _ImageJob(split, img["id"], img["file_name"], ff_image_url(img["original_url"]),
-                          ff_dir / "images" / split / img["file_name"])
-                for img in read_ff_images(dest)
-            ]
+        jobs = _published_ff(cfg, ff_dir, ff_manifest, session, files)
         for name in FP_ANNOTATIONS:
             dest = fp_dir / name
             url = f"{cfg.fashionpedia_url.rstrip('/')}/annotations/{name}"
@@ -605,6 +663,14 @@ def download_official(cfg: OfficialSource, out_root: Path) -> dict[str, Any]:
     for split in FF_SPLITS:
         (ff_dir / "images" / split).mkdir(parents=True, exist_ok=True)
     stats, missing = _fetch_images(jobs, cfg, ff_manifest)
+    ff_json = {
+        split: write_ff_split(
+            ff_dir / "published" / f"ff_{split}.json",
+            ff_dir / f"ff_{split}.json",
+            [m for m in missing if m["split"] == split],
+        )
+        for split in FF_SPLITS
+    }
     report = {
         "source": "official",
         "files": files,
@@ -613,6 +679,7 @@ def download_official(cfg: OfficialSource, out_root: Path) -> dict[str, Any]:
         "images_fetched": sum(s["fetched"] for s in stats.values()),
         "images_skipped": sum(s["skipped"] for s in stats.values()),
         "images_missing": len(missing),
+        "fashionfail_json": ff_json,
         "missing_images": missing,
     }
     if missing:
@@ -623,5 +690,6 @@ def download_official(cfg: OfficialSource, out_root: Path) -> dict[str, Any]:
             raise MissingImagesError(
                 f"{message}; set download.official.fail_on_missing_images: false to go on "
                 "without them", report)
-        log.warning("%s; they are listed in the report", message)
+        log.warning("%s; left out of ff_<split>.json with their annotations, listed in the "
+                    "report", message)
     return report
