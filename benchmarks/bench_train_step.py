@@ -29,8 +29,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _batches(root: Path, n: int, batch_size: int, size: int) -> list:
-    cfg = SyntheticSource(seed=0, image_size=size, fp_train_images=n * batch_size, fp_val_images=1,
-                          ff_train_images=1, ff_val_images=1, ff_test_images=1, max_objects=4)  # fmt: skip
+    cfg = SyntheticSource(
+        seed=0,
+        image_size=size,
+        fp_train_images=n * batch_size,
+        fp_val_images=1,
+        ff_train_images=1,
+        ff_val_images=1,
+        ff_test_images=1,
+        max_objects=4,
+    )
     generate(cfg, root)
     fp = root / "fashionpedia"
     ds = DetectionDataset(fp / "images/train", fp / "instances_attributes_train2020.json",
@@ -81,7 +89,9 @@ def _lightning(cfg: TrainConfig, batches: list, warmup: int, loggers: list | boo
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=2)
@@ -95,7 +105,11 @@ def main() -> int:
         batches = _batches(Path(tmp), args.steps + args.warmup, cfg.batch_size, args.size)
         from dvclive.lightning import DVCLiveLogger
 
-        times: dict[str, list[float]] = {"plain loop": [], "Lightning": [], "Lightning + dvclive": []}
+        times: dict[str, list[float]] = {
+            "plain loop": [],
+            "Lightning": [],
+            "Lightning + dvclive": [],
+        }
         for r in range(args.repeats):  # interleaved, so drifting machine load hits all alike
             times["plain loop"].append(_plain(cfg, batches, args.warmup))
             times["Lightning"].append(_lightning(cfg, batches, args.warmup, False))

@@ -50,7 +50,7 @@ _FP_TO_FF = {fp: ff for ff, fp in enumerate(FASHIONFAIL_FP_IDS)}
 
 
 def fp_to_ff(fp_id: int) -> int | None:
-    """Fashionpedia id -> FashionFail class index 0..21, or None if FashionFail has no such class."""
+    """Fashionpedia id -> FashionFail class index 0..21; None if FashionFail lacks the class."""
     return _FP_TO_FF.get(fp_id)
 
 
@@ -101,4 +101,3 @@ class LabelSpace:
 
     def contains(self, category_id: int) -> bool:
         return category_id in self._to_label
-

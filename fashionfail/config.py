@@ -175,7 +175,9 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     return params
 
 
-def load_section(section: str, path: str | os.PathLike = "params.yaml", model: type[S] | None = None) -> S:
+def load_section(
+    section: str, path: str | os.PathLike = "params.yaml", model: type[S] | None = None
+) -> S:
     """Load and validate one section of a params file."""
     params = load_params(path)
     if section not in params:

@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 
-
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from fashionfail.categories import LabelSpace
+from fashionfail.cli import USER_ERRORS, error_exit
 from fashionfail.jsonio import DataError, dump_json
 from fashionfail.models.factory import load_trained
 
@@ -62,8 +63,11 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return paths
 
 
-def read_image(path: str | os.PathLike) -> torch.Tensor:
+def read_image(path: str | os.PathLike, *, upright: bool = True) -> torch.Tensor:
     """Decode an image file to a uint8 RGB tensor [3, H, W], upright as its EXIF tag says.
+
+    `upright=False` keeps the stored pixel orientation: COCO annotations (and torchvision's
+    CocoDetection, which training uses) refer to the stored pixels, not the EXIF-rotated view.
 
     Grayscale and palette images are expanded to RGB; transparent pixels are composited onto
     white (product photos such as FashionFail's sit on white; black would invent a dark frame).
@@ -72,7 +76,8 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
     path = Path(path)
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
+            if upright:
+                im = ImageOps.exif_transpose(im)
             if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
                 rgba = im.convert("RGBA")
                 im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
@@ -96,7 +101,8 @@ class _Images(Dataset):
     def __getitem__(self, i: int) -> tuple[ImageItem, torch.Tensor | DataError]:
         item = self.items[i]
         try:
-            image = read_image(item.path)
+            # Dataset images (size known from the annotations) stay as stored, like in training.
+            image = read_image(item.path, upright=item.size is None)
         except DataError as e:
             # Returned, not raised: a DataLoader worker would wrap it in a multi-line traceback.
             return item, e
@@ -371,9 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size, device=args.device,
             score_threshold=args.score_threshold, num_workers=args.workers,
         )  # fmt: skip
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as e:
+        return error_exit(e)
     print(f"wrote {n} detections to {args.out}", file=sys.stderr)
     return 0
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fashionfail.config import ConfigError, load_section
+from fashionfail.cli import USER_ERRORS, error_exit
+from fashionfail.config import load_section
 from fashionfail.data.sources import REPORT_NAME, run_download
-from fashionfail.jsonio import DataError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,10 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         report = run_download(load_section("download", args.params), args.out)
-    except (DataError, ConfigError) as e:
-        # One line: a reason quoted from a server or an exception may hold line breaks.
-        print("error: " + " ".join(str(e).splitlines()), file=sys.stderr)
-        return 1
+    except USER_ERRORS as e:
+        return error_exit(e)
     missing = report.get("official", {}).get("images_missing", 0)
     line = f"download ({report['source']}): {report['image_counts']}"
     if missing:

@@ -16,9 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from fashionfail.config import ConfigError, EvaluateConfig, load_section
+from fashionfail.cli import USER_ERRORS, error_exit
+from fashionfail.config import EvaluateConfig, load_section
 from fashionfail.eval.evaluate import CLASS_SETS, evaluate
-from fashionfail.jsonio import DataError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             classes=args.classes, out_dir=args.out, cfg=cfg,
             aim_repo=None if args.no_aim else args.aim_repo, progress=not args.no_progress,
         )  # fmt: skip
-    except (ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as e:
+        return error_exit(e)
     for iou_type in ("bbox", "segm"):
         m = metrics[iou_type]
         print(f"{args.name} {iou_type}: AP {m['AP']:.3f}  mAP_w {m['mAP_w']:.3f}  "

@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fashionfail.config import ConfigError
+from fashionfail.cli import USER_ERRORS, error_exit
 from fashionfail.data.rle import POLICIES, encode_file
-from fashionfail.jsonio import DataError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,9 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         report = encode_file(args.ann, args.out, args.report, args.invalid, args.workers)
-    except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as e:
+        return error_exit(e)
     dropped = report["dropped"]["counts"]
     print(
         f"rle-encode {args.ann}: {report['annotations_out']}/{report['annotations_in']} kept"

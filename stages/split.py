@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fashionfail.config import ConfigError, SplitConfig, parse_section
+from fashionfail.cli import USER_ERRORS, error_exit
+from fashionfail.config import SplitConfig, parse_section
 from fashionfail.data.split import split_file
-from fashionfail.jsonio import DataError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,9 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             SplitConfig, {"val_fraction": args.val_fraction, "seed": args.seed}, "split arguments"
         )
         counts = split_file(args.ann, args.train_out, args.val_out, cfg.val_fraction, cfg.seed)
-    except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as e:
+        return error_exit(e)
     print(f"split {args.ann}: train {counts['train']}, val {counts['val']}")
     return 0
 

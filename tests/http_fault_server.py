@@ -124,7 +124,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "status":
             status = fault.n
         elif (
-            body is not None and rng and not (fault and fault.kind == "ignore_range")
+            body is not None
+            and rng
+            and not (fault and fault.kind == "ignore_range")
             and (if_range is None or if_range == etag(body))  # else: changed, send it all
         ):
             status = 206
@@ -196,13 +198,22 @@ def _ff_json(split: str, base_url: str) -> bytes:
     """Three images (ids 1-3), one annotation each (ids 101-103); json.dumps spacing, so a
     re-serialised copy would differ from the served bytes."""
     images = [
-        {"id": i, "file_name": f"{split}_{i}.jpg", "width": 8, "height": 8,
-         "original_url": f"{base_url}/images/{split}_{i}.jpg"}
+        {
+            "id": i,
+            "file_name": f"{split}_{i}.jpg",
+            "width": 8,
+            "height": 8,
+            "original_url": f"{base_url}/images/{split}_{i}.jpg",
+        }
         for i in (1, 2, 3)
     ]
     annotations = [{"id": 100 + i, "image_id": i, "category_id": 0} for i in (1, 2, 3)]
-    data = {"info": {"split": split}, "images": images, "annotations": annotations,
-            "categories": []}
+    data = {
+        "info": {"split": split},
+        "images": images,
+        "annotations": annotations,
+        "categories": [],
+    }
     return json.dumps(data).encode()
 
 
@@ -217,13 +228,15 @@ class FakeOfficial(FaultServer):
         rng = random.Random(0)
         self.train_members = {f"train/{k}.jpg": _jpeg_like(rng) for k in "abc"}
         self.test_members = {f"test/{k}.jpg": _jpeg_like(rng) for k in "de"}
-        self.files.update({
-            # big enough that a drop after a few hundred bytes is mid-file
-            ANN_TRAIN: json.dumps({"images": [{"id": i} for i in range(300)]}).encode(),
-            ANN_VAL: json.dumps({"images": [{"id": 1}], "annotations": []}).encode(),
-            ZIP_TRAIN: make_zip(self.train_members),
-            ZIP_VAL: make_zip(self.test_members),
-        })
+        self.files.update(
+            {
+                # big enough that a drop after a few hundred bytes is mid-file
+                ANN_TRAIN: json.dumps({"images": [{"id": i} for i in range(300)]}).encode(),
+                ANN_VAL: json.dumps({"images": [{"id": 1}], "annotations": []}).encode(),
+                ZIP_TRAIN: make_zip(self.train_members),
+                ZIP_VAL: make_zip(self.test_members),
+            }
+        )
         for split in FF_SPLITS:
             self.files[f"{FF}/ff_{split}.json"] = _ff_json(split, self.url)
             for i in (1, 2, 3):
@@ -235,8 +248,13 @@ class FakeOfficial(FaultServer):
 def official_cfg(srv: FaultServer, **overrides: object) -> OfficialSource:
     """Settings for a mirror at `srv`: fast retries, images not required."""
     values = dict(
-        fashionpedia_url=srv.url + FP, fashionfail_url=srv.url + FF, retries=4, backoff_s=0.001,
-        timeout_s=5.0, image_workers=3, fail_on_missing_images=False,
+        fashionpedia_url=srv.url + FP,
+        fashionfail_url=srv.url + FF,
+        retries=4,
+        backoff_s=0.001,
+        timeout_s=5.0,
+        image_workers=3,
+        fail_on_missing_images=False,
     )
     return OfficialSource(**{**values, **overrides})
 

@@ -1,7 +1,14 @@
 import pytest
-
-from fashionfail.config import SECTIONS, ConfigError, TrainConfig, load_params, load_section, parse_section
 from train_helpers import REPO
+
+from fashionfail.config import (
+    SECTIONS,
+    ConfigError,
+    TrainConfig,
+    load_params,
+    load_section,
+    parse_section,
+)
 
 
 def test_every_section_of_params_yaml_is_valid():

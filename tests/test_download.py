@@ -39,8 +39,12 @@ from fashionfail.data.download import (
 )
 from fashionfail.jsonio import DataError
 
-BOOKKEEPING = {"fashionpedia/.download_manifest.json", "fashionfail/.download_manifest.json",
-               "fashionpedia/.train2020.zip.extracted", "fashionpedia/.val_test2020.zip.extracted"}
+BOOKKEEPING = {
+    "fashionpedia/.download_manifest.json",
+    "fashionfail/.download_manifest.json",
+    "fashionpedia/.train2020.zip.extracted",
+    "fashionpedia/.val_test2020.zip.extracted",
+}
 
 
 @pytest.fixture
@@ -77,20 +81,31 @@ def test_full_download_with_faults_then_rerun_is_free(server: FakeOfficial, tmp_
     assert files["fashionpedia/instances_attributes_val2020.json"]["attempts"] == 2
     zip_report = report["zips"]["train2020.zip"]
     assert (zip_report["status"], zip_report["files"], zip_report["zip_deleted"]) == (
-        "extracted", 3, True)
+        "extracted",
+        3,
+        True,
+    )
 
     # Unreachable images are reported, not fatal, and left out of ff_<split>.json.
     assert report["images_fetched"] == 7 and report["images_missing"] == 2
     assert report["fashionfail_images"]["val"] == {
-        "total": 3, "fetched": 2, "skipped": 0, "missing": 1,
+        "total": 3,
+        "fetched": 2,
+        "skipped": 0,
+        "missing": 1,
         "bytes": sum(len(v) for k, v in server.files.items() if f"{FF_TRANSFORM}val_" in k),
     }
-    left_out = {s: (j["images_left_out"], j["annotations_left_out"])
-                for s, j in report["fashionfail_json"].items()}
+    left_out = {
+        s: (j["images_left_out"], j["annotations_left_out"])
+        for s, j in report["fashionfail_json"].items()
+    }
     assert left_out == {"train": (0, 0), "val": (1, 1), "test": (1, 1)}
     miss, dropped = report["missing_images"]
     assert (dropped["split"], dropped["file_name"], dropped["annotation_ids"]) == (
-        "test", "test_3.jpg", [103])
+        "test",
+        "test_3.jpg",
+        [103],
+    )
     assert "failed after 4 attempt(s)" in dropped["reason"]
     assert "IncompleteRead" in dropped["reason"]
     assert miss["split"] == "val" and miss["image_id"] == 1 and miss["file_name"] == MISSING
@@ -102,7 +117,9 @@ def test_full_download_with_faults_then_rerun_is_free(server: FakeOfficial, tmp_
     before = len(server.log)
     again = download_official(official_cfg(server), tmp_path)
     assert sorted(e.path for e in server.log[before:]) == [
-        image_path("test_3.jpg"), image_path(MISSING)]
+        image_path("test_3.jpg"),
+        image_path(MISSING),
+    ]
     assert {f["status"] for f in again["files"].values()} == {"skipped"}
     assert {z["status"] for z in again["zips"].values()} == {"skipped"}
     assert (again["images_skipped"], again["images_fetched"], again["images_missing"]) == (7, 1, 1)
@@ -119,8 +136,10 @@ def test_fail_on_missing_images_names_the_image(server: FakeOfficial, tmp_path: 
     assert err.value.report["images_fetched"] == 8
 
 
-@pytest.mark.parametrize(("key", "value"), [("retries", 0), ("image_workers", 0),
-                                            ("timeout_s", 0.0), ("backoff_s", -1.0)])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("retries", 0), ("image_workers", 0), ("timeout_s", 0.0), ("backoff_s", -1.0)],
+)
 def test_bad_settings_fail_before_any_request(
     server: FakeOfficial, tmp_path: Path, key: str, value: object
 ) -> None:
@@ -134,7 +153,9 @@ def test_server_ignoring_range_restarts_from_zero(server: FakeOfficial, tmp_path
     result = fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", official_cfg(server))
     assert (tmp_path / "a.json").read_bytes() == server.files[ANN_TRAIN]
     assert [(e.range, e.status) for e in server.requests_for(ANN_TRAIN)] == [
-        (None, 200), ("bytes=400-", 200)]
+        (None, 200),
+        ("bytes=400-", 200),
+    ]
     assert result["status"] == "downloaded" and result["attempts"] == 2
     assert os.listdir(tmp_path) == ["a.json"]
 
@@ -144,8 +165,12 @@ def test_complete_part_is_finished_by_a_416(server: FakeOfficial, tmp_path: Path
     (tmp_path / "a.json.part").write_bytes(body)  # died after the last byte, before the rename
     result = fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json", official_cfg(server))
     assert [e.status for e in server.requests_for(ANN_TRAIN)] == [416]
-    assert result == {"url": server.url + ANN_TRAIN, "bytes": len(body), "status": "resumed",
-                      "attempts": 1}
+    assert result == {
+        "url": server.url + ANN_TRAIN,
+        "bytes": len(body),
+        "status": "resumed",
+        "attempts": 1,
+    }
     assert os.listdir(tmp_path) == ["a.json"] and (tmp_path / "a.json").read_bytes() == body
 
 
@@ -166,8 +191,9 @@ def test_changed_file_is_not_spliced(server: FakeOfficial, tmp_path: Path) -> No
     assert (tmp_path / "a.json.part").stat().st_size == 500
     new = bytes(reversed(old))  # same size, other content
     server.files[ANN_TRAIN] = new
-    result = fetch_file(server.url + ANN_TRAIN, tmp_path / "a.json",
-                        official_cfg(server, retries=1))
+    result = fetch_file(
+        server.url + ANN_TRAIN, tmp_path / "a.json", official_cfg(server, retries=1)
+    )
     last = server.requests_for(ANN_TRAIN)[-1]
     assert (last.range, last.status) == ("bytes=500-", 200) and last.if_range is not None
     assert result["status"] == "downloaded"
@@ -252,8 +278,9 @@ def test_extract_skips_foreign_members(tmp_path: Path) -> None:
 )
 def test_ff_json_validation(tmp_path: Path, image: dict, message: str) -> None:
     path = tmp_path / "ff_train.json"
-    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "ok.jpg",
-                                            "original_url": "u"}, image]}))
+    path.write_text(
+        json.dumps({"images": [{"id": 1, "file_name": "ok.jpg", "original_url": "u"}, image]})
+    )
     with pytest.raises(DataError, match=rf"ff_train\.json: .*{message}"):
         read_ff_images(path)
 
@@ -282,5 +309,6 @@ def test_ff_image_url() -> None:
         "f_jpg,q_auto,fl_lossy,c_fill,g_auto/a1b2/HQ1234_01_standard.jpg"
     )
     assert ff_image_url("https://x.test/images/a/images/b.jpg") == (
-        f"https://x.test/images/{FF_TRANSFORM}a/images/b.jpg")  # first occurrence only
+        f"https://x.test/images/{FF_TRANSFORM}a/images/b.jpg"
+    )  # first occurrence only
     assert ff_image_url("https://x.test/upload/b.jpg") == "https://x.test/upload/b.jpg"

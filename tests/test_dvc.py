@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from train_helpers import REPO, TINY_DATA
 
 pytestmark = pytest.mark.slow
+
 
 def _run(cmd, cwd, check=True):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
@@ -21,15 +21,25 @@ def _run(cmd, cwd, check=True):
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
                           shell=isinstance(cmd, str))  # fmt: skip
     if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc.stdout + proc.stderr
 
 
 def _tiny_params(params: dict) -> dict:
     params["download"]["synthetic"] = TINY_DATA.model_dump()
     for section in ("train_facere", "finetune_facere_plus"):
-        params[section].update(min_size=64, max_size=64, max_epochs=1, batch_size=2,
-                               num_workers=0, accelerator="cpu", devices=1, log_every_n_steps=1)  # fmt: skip
+        params[section].update(
+            min_size=64,
+            max_size=64,
+            max_epochs=1,
+            batch_size=2,
+            num_workers=0,
+            accelerator="cpu",
+            devices=1,
+            log_every_n_steps=1,
+        )
     if "evaluate" in params:
         params["evaluate"].update(num_overlays=1)
     return params
@@ -39,8 +49,16 @@ def _tiny_params(params: dict) -> dict:
 def project(tmp_path_factory):
     """A git repo with this project's tracked and untracked (not ignored) files, tiny params."""
     root = tmp_path_factory.mktemp("project")
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")  # fmt: skip
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, files):
         src = REPO / rel
         if src.is_file():
@@ -48,7 +66,10 @@ def project(tmp_path_factory):
             shutil.copy2(src, root / rel)
     params = _tiny_params(yaml.safe_load((root / "params.yaml").read_text()))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run("git init -q -b main && git add -A && git -c user.email=t@t -c user.name=t commit -qm init", root)
+    _run(
+        "git init -q -b main && git add -A && git -c user.email=t@t -c user.name=t commit -qm init",
+        root,
+    )
     return root
 
 
@@ -95,7 +116,9 @@ def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project
 
 
 def test_experiments_show_params_and_metrics(project):
-    out = _run(["dvc", "exp", "run", "-S", "finetune_facere_plus.lr=0.0005", "-n", "lower-lr"], project)
+    out = _run(
+        ["dvc", "exp", "run", "-S", "finetune_facere_plus.lr=0.0005", "-n", "lower-lr"], project
+    )
     assert "Running stage 'finetune-facere-plus'" in out
     assert "Running stage 'train-facere'" not in out
     show = _run(["dvc", "exp", "show", "--no-pager", "--md"], project)

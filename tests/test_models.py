@@ -4,13 +4,13 @@ import pytest
 import torch
 from torch import nn
 from torchvision import tv_tensors
+from train_helpers import make_data, tiny_cfg
 
 from fashionfail.categories import LabelSpace
 from fashionfail.data.detection import DetectionDataset, collate
 from fashionfail.data.presets import CropToObjects, train_transforms, val_transforms
 from fashionfail.models.factory import build_model, load_initial_weights, load_trained
 from fashionfail.models.module import MaskRCNNModule, losses_without_stat_updates
-from train_helpers import make_data, tiny_cfg
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_head_remap_copies_each_fashionfail_class_from_its_fashionpedia_row(tmp_
     assert torch.equal(dst[3], src[4])
     box_src = facere.roi_heads.box_predictor.bbox_pred.weight
     box_dst = plus.roi_heads.box_predictor.bbox_pred.weight
-    assert torch.equal(box_dst[3 * 4:4 * 4], box_src[4 * 4:5 * 4])
+    assert torch.equal(box_dst[3 * 4 : 4 * 4], box_src[4 * 4 : 5 * 4])
     # backbone copied as-is
     assert torch.equal(plus.backbone.body.stem[0][0].weight, facere.backbone.body.stem[0][0].weight)
 
@@ -164,7 +164,9 @@ def test_weights_of_another_architecture_are_rejected(tmp_path):
     other = build_model("resnet18_fpn", 47, min_size=64, max_size=64)
     torch.save(other.state_dict(), tmp_path / "r18.pth")
     with pytest.raises(ValueError, match="no backbone weights match"):
-        load_initial_weights(build_model("tiny", 47), tmp_path / "r18.pth", LabelSpace("fashionpedia"))
+        load_initial_weights(
+            build_model("tiny", 47), tmp_path / "r18.pth", LabelSpace("fashionpedia")
+        )
 
 
 def test_load_trained_rejects_wrong_class_count(tmp_path):

@@ -1,10 +1,10 @@
 """params.yaml and params.paper.yaml: valid, and the paper file is exactly the `# paper:` values."""
 
 import yaml
+from train_helpers import REPO
 
 from fashionfail.config import SECTIONS, parse_section
 from fashionfail.paper_params import apply_paper, paper_values
-from train_helpers import REPO
 
 
 def _leaves(d, path=()):
@@ -35,7 +35,10 @@ def test_every_difference_is_a_commented_paper_value_and_both_files_are_valid():
         if ours[key] != paper[key]:
             assert key in commented, f"{'.'.join(key)} differs but has no # paper: comment"
     for name, model in SECTIONS.items():
-        for params in (yaml.safe_load(text), yaml.safe_load((REPO / "params.paper.yaml").read_text())):
+        for params in (
+            yaml.safe_load(text),
+            yaml.safe_load((REPO / "params.paper.yaml").read_text()),
+        ):
             parse_section(model, params[name], name)
 
 
@@ -43,6 +46,9 @@ def test_key_paper_values():
     paper = yaml.safe_load((REPO / "params.paper.yaml").read_text())
     assert paper["download"]["source"] == "official"
     assert paper["train_facere"]["arch"] == "maskrcnn_resnet50_fpn_v2"
-    assert paper["train_facere"]["max_epochs"] == 50 and paper["finetune_facere_plus"]["max_epochs"] == 150
+    assert (
+        paper["train_facere"]["max_epochs"] == 50
+        and paper["finetune_facere_plus"]["max_epochs"] == 150
+    )
     assert paper["train_facere"]["betas"] == [0.9, 0.95] and paper["train_facere"]["lr"] == 0.001
     assert paper["split"] == {"val_fraction": 0.25, "seed": 42}

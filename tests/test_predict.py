@@ -103,6 +103,9 @@ def test_read_image_applies_exif_orientation(tmp_path):
     t = read_image(tmp_path / "rotated.jpg")
     assert t.shape == (3, 30, 20)  # upright: portrait
     assert t[0, 1, -2] > 200 and t[1, 1, -2] < 60  # stored top-left is now top-right
+    # Dataset images keep the stored orientation: their annotations refer to stored pixels.
+    stored_t = read_image(tmp_path / "rotated.jpg", upright=False)
+    assert stored_t.shape == (3, 20, 30) and stored_t[0, 1, 1] > 200 and stored_t[1, 1, 1] < 60
 
 
 def test_undecodable_and_truncated_images_are_named(tmp_path):

@@ -30,11 +30,23 @@ from fashionfail.data.sources import REPORT_NAME, run_download
 from fashionfail.jsonio import DataError, load_json
 
 REPO = Path(__file__).resolve().parents[1]
-BOOKKEEPING = {"fashionpedia/.download_manifest.json", "fashionfail/.download_manifest.json",
-               "fashionpedia/.train2020.zip.extracted", "fashionpedia/.val_test2020.zip.extracted",
-               REPORT_NAME}
-TINY = SyntheticSource(seed=0, image_size=32, fp_train_images=4, fp_val_images=2,
-                       ff_train_images=2, ff_val_images=1, ff_test_images=1, max_objects=2)
+BOOKKEEPING = {
+    "fashionpedia/.download_manifest.json",
+    "fashionfail/.download_manifest.json",
+    "fashionpedia/.train2020.zip.extracted",
+    "fashionpedia/.val_test2020.zip.extracted",
+    REPORT_NAME,
+}
+TINY = SyntheticSource(
+    seed=0,
+    image_size=32,
+    fp_train_images=4,
+    fp_val_images=2,
+    ff_train_images=2,
+    ff_val_images=1,
+    ff_test_images=1,
+    max_objects=2,
+)
 
 
 @pytest.fixture
@@ -128,9 +140,7 @@ def test_interrupted_official_run_resumes(server: FakeOfficial, tmp_path: Path, 
     assert_tree(tmp_path, expected_tree(server), BOOKKEEPING)
 
 
-def test_missing_image_is_left_out_until_it_is_served(
-    server: FakeOfficial, tmp_path: Path
-) -> None:
+def test_missing_image_is_left_out_until_it_is_served(server: FakeOfficial, tmp_path: Path) -> None:
     served = server.files[f"{FF}/ff_val.json"]
     report = run_download(_cfg("official", server), tmp_path)["official"]
 
@@ -138,11 +148,17 @@ def test_missing_image_is_left_out_until_it_is_served(
     assert (tmp_path / "fashionfail" / "published" / "ff_val.json").read_bytes() == served
     for split in ("train", "test"):  # complete splits: byte-identical copies
         assert (tmp_path / "fashionfail" / f"ff_{split}.json").read_bytes() == server.files[
-            f"{FF}/ff_{split}.json"]
+            f"{FF}/ff_{split}.json"
+        ]
     assert report["fashionfail_json"]["val"] == {
-        "images": 3, "annotations": 3, "images_left_out": 1, "annotations_left_out": 1}
+        "images": 3,
+        "annotations": 3,
+        "images_left_out": 1,
+        "annotations_left_out": 1,
+    }
     assert [(m["file_name"], m["annotation_ids"]) for m in report["missing_images"]] == [
-        (MISSING, [101])]
+        (MISSING, [101])
+    ]
 
     server.files[image_path(MISSING)] = b"\xff\xd8late"
     before = len(server.log)
@@ -161,9 +177,17 @@ def test_stage_fails_on_missing_image_and_reports_it(server: FakeOfficial, tmp_p
     out = tmp_path / "raw"
 
     proc = subprocess.run(
-        [sys.executable, str(REPO / "stages" / "download.py"), "--params",
-         str(tmp_path / "params.yaml"), "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(REPO / "stages" / "download.py"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert proc.returncode == 1

@@ -10,11 +10,11 @@ import orjson
 import pytest
 import torch
 import yaml
+from train_helpers import REPO, ff_paths, fp_paths, make_data, tiny_cfg
 
 from fashionfail.config import ConfigError
 from fashionfail.models.factory import load_trained
 from fashionfail.models.train import resolve_precision, train
-from train_helpers import REPO, ff_paths, fp_paths, make_data, tiny_cfg
 
 
 @pytest.fixture(scope="module")
@@ -109,11 +109,30 @@ def _params_file(tmp_path, section, **overrides):
 
 def _stage_cmd(data, tmp_path, params):
     p = fp_paths(data, tmp_path)
-    return [sys.executable, str(REPO / "stages/train.py"), "--params", str(params),
-            "--section", "train_facere", "--train-ann", str(p.train_ann),
-            "--train-img-dir", str(p.train_img_dir), "--val-ann", str(p.val_ann),
-            "--val-img-dir", str(p.val_img_dir), "--out-dir", str(p.out_dir),
-            "--live-dir", str(p.live_dir), "--aim-repo", str(tmp_path), "--name", "train-facere"]  # fmt: skip
+    return [
+        sys.executable,
+        str(REPO / "stages/train.py"),
+        "--params",
+        str(params),
+        "--section",
+        "train_facere",
+        "--train-ann",
+        str(p.train_ann),
+        "--train-img-dir",
+        str(p.train_img_dir),
+        "--val-ann",
+        str(p.val_ann),
+        "--val-img-dir",
+        str(p.val_img_dir),
+        "--out-dir",
+        str(p.out_dir),
+        "--live-dir",
+        str(p.live_dir),
+        "--aim-repo",
+        str(tmp_path),
+        "--name",
+        "train-facere",
+    ]
 
 
 @pytest.mark.slow

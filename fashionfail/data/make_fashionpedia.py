@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from fashionfail.cli import USER_ERRORS, error_exit
 from fashionfail.config import (
     ConfigError,
     DownloadConfig,
@@ -105,9 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             load_section("split", args.params),
             load_section("rle_encode", args.params),
         )
-    except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as e:
+        return error_exit(e)
     split = reports["split"]
     print(
         f"fashionpedia ready under {args.save_dir.expanduser() / 'fashionpedia'}: "

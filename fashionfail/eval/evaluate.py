@@ -143,7 +143,7 @@ def write_overlays(
     names = dict(enumerate(FASHIONPEDIA_NAMES))
     written = []
     for item in items:
-        image = read_image(item.path)
+        image = read_image(item.path, upright=False)  # GT coordinates: stored pixels
         gt_anns = gt.imgToAnns.get(item.image_id, [])
         picture = side_by_side([
             ("ground truth", draw_detections(image, gt_anns, names)),

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from fashionfail.config import TrainConfig, load_section, parse_section
-from fashionfail.models.train import TrainPaths, report_errors, train
+from fashionfail.cli import report_errors
+from fashionfail.models.train import TRAIN_ERRORS, TrainPaths, train
 
 _TRUE, _FALSE = {"true", "1", "yes", "y", "on"}, {"false", "0", "no", "n", "off"}
 
@@ -90,7 +91,7 @@ def run(section: str, description: str, plus: bool, argv: list[str] | None = Non
             print(f"best checkpoint copied to {final}")
         return 0
 
-    return report_errors(job)
+    return report_errors(job, TRAIN_ERRORS)
 
 
 def main_base() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from fashionfail.categories import LabelSpace
@@ -28,6 +29,9 @@ from fashionfail.jsonio import DataError, dump_json, load_json
 from fashionfail.models.factory import load_initial_weights
 from fashionfail.models.module import MaskRCNNModule
 
+# Failures of a training run that are the user's to fix (reported in one line, no traceback):
+# a bad weights file, a missing path, an accelerator or strategy Lightning cannot provide.
+TRAIN_ERRORS = (ValueError, FileNotFoundError, MisconfigurationException)
 RUN_FILE = "run.json"  # bookkeeping beside the checkpoints: fingerprint, status, Aim run hash
 
 
@@ -165,17 +169,6 @@ def check_config(cfg: TrainConfig) -> None:
         )
     if cfg.weights not in ("none", "coco") and not Path(cfg.weights).expanduser().is_file():
         raise ConfigError(f"weights: {cfg.weights}: file not found (use none, coco or a path)")
-
-
-def report_errors(job: Callable[[], int]) -> int:
-    """Run `job`; known failures become one `error: ...` line on stderr and exit code 1."""
-    from lightning_fabric.utilities.exceptions import MisconfigurationException
-
-    try:
-        return job()
-    except (ConfigError, DataError, ValueError, FileNotFoundError, MisconfigurationException) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
 
 
 def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
