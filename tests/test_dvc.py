@@ -4,8 +4,10 @@ stages that read it and their descendants."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,4 +130,28 @@ def test_experiments_show_params_and_metrics(project):
     assert "finetune_facere_plus.lr" in exp_diff
     _set_param(project, "finetune_facere_plus", "lr", 0.0005)
     assert "finetune_facere_plus.lr" in _run(["dvc", "params", "diff", "--md"], project)
+    _run(["git", "checkout", "params.yaml"], project)
+
+
+def test_killed_dvc_repro_resumes_training_on_the_next_repro(project):
+    """persist: true keeps models/facere when DVC reruns the stage, so last.ckpt is resumed."""
+    _run(["dvc", "repro", "rle-encode"], project)
+    _set_param(project, "train_facere", "max_epochs", 12)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(["dvc", "repro", "train-facere"], cwd=project, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    last = project / "models/facere/last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert last.exists(), "training ended before writing last.ckpt"
+    assert "running" in (project / "models/facere/run.json").read_text()
+    out = _run(["dvc", "repro", "train-facere"], project)
+    assert "Restoring states from the checkpoint path" in out
+    assert '"status": "complete"' in (project / "models/facere/run.json").read_text()
+    assert "up to date" in _run(["dvc", "status", "train-facere"], project)
     _run(["git", "checkout", "params.yaml"], project)
