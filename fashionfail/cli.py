@@ -6,6 +6,7 @@ stderr and exit status 1, never a traceback; anything else is a bug and keeps it
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 
@@ -27,3 +28,16 @@ def report_errors(job: Callable[[], int], extra: tuple[type[Exception], ...] = (
         return job()
     except (*USER_ERRORS, *extra) as e:
         return error_exit(e)
+
+
+ERRORS_EPILOG = (
+    "Exit status 1 with a one-line 'error: ...' on stderr (naming the file and id) on bad "
+    "params or input; no partial output is left behind."
+)
+
+
+def parser(doc: str | None, epilog: str = ERRORS_EPILOG) -> argparse.ArgumentParser:
+    """An ArgumentParser showing a script's docstring as written, and how errors are reported."""
+    return argparse.ArgumentParser(
+        description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )

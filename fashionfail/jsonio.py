@@ -19,15 +19,19 @@ class DataError(Exception):
     """Bad input data; the message names the file and, where known, the offending id."""
 
 
-def load_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; DataError (one line, naming the file) if it is missing or malformed."""
-    path = Path(path)
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """A JSON file's bytes; DataError naming the file if it is missing or a folder."""
     try:
-        data = path.read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected a JSON file") from None
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; DataError (one line, naming the file) if it is missing or malformed."""
+    data = read_bytes(path)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as e:

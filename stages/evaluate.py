@@ -12,19 +12,16 @@ written.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from fashionfail.cli import USER_ERRORS, error_exit
+from fashionfail.cli import USER_ERRORS, error_exit, parser
 from fashionfail.config import EvaluateConfig, load_section
 from fashionfail.eval.evaluate import CLASS_SETS, evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = parser(__doc__)
     ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     ap.add_argument("--name", required=True, help="evaluation name (Aim run, report title)")
     ap.add_argument("--gt", required=True, type=Path, help="ground truth (COCO JSON)")

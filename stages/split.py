@@ -9,18 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fashionfail.cli import USER_ERRORS, error_exit
+from fashionfail.cli import USER_ERRORS, error_exit, parser
 from fashionfail.config import SplitConfig, parse_section
 from fashionfail.data.split import split_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Exit status 1 with a one-line 'error: ...' on stderr (naming the file and id) on "
-        "malformed input; no output file is written then.",
-    )
+    p = parser(__doc__)
     p.add_argument("--ann", required=True, help="input COCO annotation file")
     p.add_argument("--train-out", required=True, help="output: the train part")
     p.add_argument("--val-out", required=True, help="output: the val part")

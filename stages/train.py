@@ -10,19 +10,16 @@ Example (what dvc.yaml runs):
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from fashionfail.cli import report_errors
+from fashionfail.cli import parser, report_errors
 from fashionfail.config import TrainConfig, load_section
 from fashionfail.models.train import TRAIN_ERRORS, TrainPaths, train
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = parser(__doc__)
     ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     ap.add_argument("--section", required=True, help="params section, e.g. train_facere")
     ap.add_argument(

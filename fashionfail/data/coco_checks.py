@@ -28,6 +28,20 @@ def _is_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _record_id(record: object, i: int, table: str, keys: tuple[str, ...], source: str) -> int:
+    """The integer id of `table[i]` after checking it is an object holding `keys`."""
+    if not isinstance(record, dict):
+        raise DataError(f"{source}: {table}[{i}] is not an object")
+    rid = record.get("id")
+    if not _is_id(rid):
+        raise DataError(f"{source}: {table}[{i}] has no integer 'id' (got {rid!r})")
+    kind = "image" if table == "images" else "annotation"
+    for key in keys:
+        if key not in record:
+            raise DataError(f"{source}: {kind} id {rid} is missing key {key!r}")
+    return rid
+
+
 def index_images(coco: object, source: str | os.PathLike) -> dict[int, dict]:
     """Validate `coco` and return its images indexed by id.
 
@@ -46,14 +60,7 @@ def index_images(coco: object, source: str | os.PathLike) -> dict[int, dict]:
 
     by_id: dict[int, dict] = {}
     for i, img in enumerate(images):
-        if not isinstance(img, dict):
-            raise DataError(f"{source}: images[{i}] is not an object")
-        img_id = img.get("id")
-        if not _is_id(img_id):
-            raise DataError(f"{source}: images[{i}] has no integer 'id' (got {img_id!r})")
-        for key in IMAGE_KEYS:
-            if key not in img:
-                raise DataError(f"{source}: image id {img_id} is missing key {key!r}")
+        img_id = _record_id(img, i, "images", IMAGE_KEYS, source)
         if not (
             _is_id(img["width"])
             and _is_id(img["height"])
@@ -67,14 +74,7 @@ def index_images(coco: object, source: str | os.PathLike) -> dict[int, dict]:
 
     seen: set[int] = set()
     for i, ann in enumerate(annotations):
-        if not isinstance(ann, dict):
-            raise DataError(f"{source}: annotations[{i}] is not an object")
-        ann_id = ann.get("id")
-        if not _is_id(ann_id):
-            raise DataError(f"{source}: annotations[{i}] has no integer 'id' (got {ann_id!r})")
-        for key in ANNOTATION_KEYS:
-            if key not in ann:
-                raise DataError(f"{source}: annotation id {ann_id} is missing key {key!r}")
+        ann_id = _record_id(ann, i, "annotations", ANNOTATION_KEYS, source)
         if ann_id in seen:
             raise DataError(f"{source}: duplicate annotation id {ann_id}")
         seen.add(ann_id)

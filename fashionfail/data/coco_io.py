@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from fashionfail.jsonio import DataError, atomic_path
+from fashionfail.jsonio import DataError, atomic_path, read_bytes
 
 DECODED_KEYS = ("id", "image_id", "bbox")
 
@@ -56,13 +56,7 @@ def decode_value(value: Any) -> Any:
 
 def load_coco(path: str | os.PathLike) -> dict:
     """Read a COCO file lazily (see the module docstring); DataError names the file on failure."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a JSON file") from None
+    data = read_bytes(path)
     try:
         coco = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
     except msgspec.ValidationError:  # a DecodeError subclass: catch it first
