@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from fashionfail.cli import ERRORS_EPILOG
 from fashionfail.config import TrainConfig, load_section, parse_section
 from fashionfail.cli import report_errors
 from fashionfail.models.train import TRAIN_ERRORS, TrainPaths, train
@@ -33,12 +34,21 @@ def _devices(text: str) -> int | str:
 
 
 def build_parser(description: str, plus: bool) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--train_img_dir", "--train-img-dir", required=True, type=Path)
-    ap.add_argument("--val_img_dir", "--val-img-dir", required=True, type=Path)
-    ap.add_argument("--train_ann", "--train-ann", required=True, type=Path)
-    ap.add_argument("--val_ann", "--val-ann", required=True, type=Path)
-    ap.add_argument("--batch_size", "--batch-size", type=int)
+    ap = argparse.ArgumentParser(
+        description=description,
+        epilog="Flags not given take their value from the params file's section. "
+        + ERRORS_EPILOG,
+    )
+    ap.add_argument("--train_img_dir", "--train-img-dir", required=True, type=Path,
+                    help="folder of training images (~ is expanded)")  # fmt: skip
+    ap.add_argument("--val_img_dir", "--val-img-dir", required=True, type=Path,
+                    help="folder of validation images (for the Fashionpedia split: the same "
+                         "train folder)")  # fmt: skip
+    ap.add_argument("--train_ann", "--train-ann", required=True, type=Path,
+                    help="training annotations, COCO JSON")  # fmt: skip
+    ap.add_argument("--val_ann", "--val-ann", required=True, type=Path,
+                    help="validation annotations, COCO JSON")  # fmt: skip
+    ap.add_argument("--batch_size", "--batch-size", type=int, help="images per batch")
     ap.add_argument("--shuffle", type=parse_bool, help="True or False")
     ap.add_argument("--accelerator", help="cpu, gpu or auto")
     ap.add_argument("--devices", type=_devices, help="number of devices, or auto")
