@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from http_fault_server import FakeOfficial
 from pycocotools import mask as mask_utils
 
 from fashionfail.categories import fashionpedia_categories
@@ -117,3 +119,12 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     generate(TINY_SYNTHETIC, root)
     return root
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOfficial]:
+    """A local fake of the official Fashionpedia/FashionFail servers, with injectable faults."""
+    srv = FakeOfficial()
+    srv.start()
+    yield srv
+    srv.stop()

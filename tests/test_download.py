@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,14 +44,6 @@ BOOKKEEPING = {
     "fashionpedia/.train2020.zip.extracted",
     "fashionpedia/.val_test2020.zip.extracted",
 }
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOfficial]:
-    srv = FakeOfficial()
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 def test_full_download_with_faults_then_rerun_is_free(server: FakeOfficial, tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,14 +46,6 @@ TINY = SyntheticSource(
     ff_test_images=1,
     max_objects=2,
 )
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOfficial]:
-    srv = FakeOfficial()
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 def _cfg(source: str, srv: FakeOfficial, **official: object) -> DownloadConfig:
