@@ -106,6 +106,7 @@ def test_invalid_is_an_error(tiny_coco: dict, index: int, change: dict, reason: 
 
 def test_invalid_parts_of_a_multi_polygon_are_dropped(tiny_coco: dict) -> None:
     good = [2, 2, 12, 2, 12, 12, 2, 12]
+    area_before_1 = tiny_coco["annotations"][1]["area"]
     tiny_coco["annotations"][0]["segmentation"] = [good, [1, 1, 3, 3], [0, 0, 5, 0, 5, 5, 0]]
     report = encode_coco(tiny_coco, "tiny.json")
     seg = tiny_coco["annotations"][0]["segmentation"]
@@ -116,6 +117,20 @@ def test_invalid_parts_of_a_multi_polygon_are_dropped(tiny_coco: dict) -> None:
         "polygon_too_short": 1,
     }
     assert report["dropped_polygon_parts"]["example_annotation_ids"]["polygon_too_short"] == [1]
+    # `area` follows the parts that were kept (COCOeval's small/medium/large ranges read it),
+    assert tiny_coco["annotations"][0]["area"] == float(_expected([good], 30, 40).sum())
+    # while annotations without dropped parts keep the area the file gave them.
+    assert tiny_coco["annotations"][1]["area"] == area_before_1
+
+
+def test_area_of_kept_parts_survives_the_file_round_trip(tiny_coco: dict, tmp_path) -> None:
+    good = [2, 2, 12, 2, 12, 12, 2, 12]
+    tiny_coco["annotations"][0]["segmentation"] = [good, [1, 1, 3, 3]]
+    tiny_coco["annotations"][0]["area"] = 999.0
+    dump_json(tiny_coco, tmp_path / "in.json")
+    encode_file(tmp_path / "in.json", tmp_path / "out.json", workers=1)
+    out = load_json(tmp_path / "out.json")["annotations"][0]
+    assert out["area"] == float(_expected([good], 30, 40).sum())
 
 
 def test_invalid_part_is_an_error_under_error(tiny_coco: dict) -> None:

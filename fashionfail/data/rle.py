@@ -222,6 +222,8 @@ def encode_coco(
                     )
                 dropped_parts.add(part_reason, ann["id"])
             ann["segmentation"] = {"size": size, "counts": counts}
+            if extra:  # parts were dropped: `area` (COCOeval's size ranges) must match the mask
+                ann["area"] = float(mask_utils.area({"size": size, "counts": counts.encode()}))
             kept.append(ann)
 
     if pool is None:
