@@ -103,6 +103,10 @@ def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project
     assert (project / "models/facere/best.ckpt").is_file()
     assert (project / "models/facere_plus/best.ckpt").is_file()
     assert not (project / "dvclive/train-facere/dvc.yaml").exists()  # dvcyaml=False
+    _run([sys.executable, "-m", "fashionfail.plots", "--out", "offline.html"], project)
+    page = (project / "offline.html").read_text()
+    assert page.count("<svg") >= 10 and "<script" not in page  # curves + per-class bars, offline
+    assert "data:image/png;base64," in page  # the overlays
     assert not list(project.glob("models/**/*.dvc"))
     _run("git add -A && git -c user.email=t@t -c user.name=t commit -qm run", project)
 

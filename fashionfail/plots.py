@@ -1,0 +1,94 @@
+"""`dvc plots` as one self-contained HTML page that renders offline.
+
+`dvc plots show` writes a page that loads Vega from a CDN. This command asks DVC for the same plots
+as JSON (`dvc plots show --json`, or `dvc plots diff --json REV...`), renders every Vega-Lite spec
+to SVG with vl-convert (which bundles Vega) and embeds the overlay images as data URIs:
+
+    python -m fashionfail.plots                     # workspace -> dvc_plots/offline.html
+    python -m fashionfail.plots HEAD lower-lr       # compare revisions / experiments
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from fashionfail.cli import USER_ERRORS, error_exit, parser
+from fashionfail.jsonio import DataError, atomic_path
+
+_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:1em}} section{{display:inline-block;margin:.5em;
+vertical-align:top}} h2{{font-size:1em}} img{{max-width:520px;display:block}}</style></head>
+<body><h1>{title}</h1>
+{sections}
+</body></html>
+"""
+
+
+def dvc_plots_json(revisions: list[str]) -> dict:
+    """The plots of the workspace (or of `revisions`) as DVC's JSON; DataError if DVC fails."""
+    cmd = (
+        ["dvc", "plots", "diff", *revisions, "--json"]
+        if revisions
+        else ["dvc", "plots", "show", "--json"]
+    )
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise DataError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+    try:
+        return orjson.loads(proc.stdout)
+    except orjson.JSONDecodeError as e:
+        raise DataError(f"{' '.join(cmd)}: unexpected output ({e})") from None
+
+
+def _image(url: str) -> str:
+    path = Path(url)
+    try:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read plot image ({e})") from None
+    mime = "image/png" if path.suffix.lower() == ".png" else f"image/{path.suffix.lower()[1:]}"
+    return f'<img src="data:{mime};base64,{data}">'
+
+
+def render_page(plots: dict, title: str = "fashionfail plots") -> str:
+    """HTML with each Vega-Lite plot as inline SVG and each image inline; no external resource."""
+    import vl_convert
+
+    sections = []
+    for name, entries in plots.get("data", plots).items():
+        parts = []
+        for entry in entries:
+            if entry["type"] == "vega":
+                parts.append(vl_convert.vegalite_to_svg(entry["content"]))
+            elif entry["type"] == "image":
+                revs = ", ".join(entry.get("revisions", []))
+                parts.append(f"<small>{html.escape(revs)}</small>{_image(entry['url'])}")
+        sections.append(f"<section><h2>{html.escape(name)}</h2>{''.join(parts)}</section>")
+    return _PAGE.format(title=html.escape(title), sections="\n".join(sections))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser(__doc__)
+    ap.add_argument("revisions", nargs="*", help="git revisions or experiment names to compare")
+    ap.add_argument("--out", type=Path, default=Path("dvc_plots/offline.html"),
+                    help="output page (default: %(default)s)")  # fmt: skip
+    args = ap.parse_args(argv)
+    try:
+        page = render_page(dvc_plots_json(args.revisions))
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(page, encoding="utf-8")
+    except USER_ERRORS as e:
+        return error_exit(e)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

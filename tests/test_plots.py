@@ -1,0 +1,37 @@
+"""The offline plots page: Vega-Lite rendered to inline SVG, images inlined, nothing external."""
+
+import re
+
+import pytest
+from PIL import Image
+
+from fashionfail.jsonio import DataError
+from fashionfail.plots import render_page
+
+SPEC = {
+    "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+    "data": {"values": [{"step": 0, "loss": 2.0}, {"step": 1, "loss": 1.5}]},
+    "mark": "line",
+    "encoding": {"x": {"field": "step", "type": "quantitative"},
+                 "y": {"field": "loss", "type": "quantitative"}},
+}  # fmt: skip
+
+
+def test_page_is_self_contained(tmp_path):
+    Image.new("RGB", (4, 3), (255, 0, 0)).save(tmp_path / "overlay.png")
+    plots = {"data": {
+        "val/loss": [{"type": "vega", "revisions": ["workspace"], "content": SPEC}],
+        "eval/x/overlays/1.png": [{"type": "image", "revisions": ["workspace"],
+                                   "url": str(tmp_path / "overlay.png")}],
+    }}  # fmt: skip
+    page = render_page(plots)
+    assert page.count("<svg") == 1 and "data:image/png;base64," in page
+    assert "<script" not in page
+    assert not re.search(r'(src|href)="https?://', page)  # no CDN, no remote image
+    assert "val/loss" in page and "eval/x/overlays/1.png" in page
+
+
+def test_missing_image_is_named(tmp_path):
+    plots = {"data": {"o": [{"type": "image", "url": str(tmp_path / "gone.png")}]}}
+    with pytest.raises(DataError, match="gone.png: cannot read plot image"):
+        render_page(plots)
