@@ -46,19 +46,6 @@ def fashionpedia_categories() -> list[dict]:
     ]
 
 
-_FP_TO_FF = {fp: ff for ff, fp in enumerate(FASHIONFAIL_FP_IDS)}
-
-
-def fp_to_ff(fp_id: int) -> int | None:
-    """Fashionpedia id -> FashionFail class index 0..21; None if FashionFail lacks the class."""
-    return _FP_TO_FF.get(fp_id)
-
-
-def ff_to_fp(ff_index: int) -> int:
-    """FashionFail class index 0..21 -> Fashionpedia id."""
-    return FASHIONFAIL_FP_IDS[ff_index]
-
-
 class LabelSpace:
     """Maps dataset category ids to contiguous model labels 1..N (0 is background) and back.
 

@@ -6,8 +6,6 @@ from fashionfail.categories import (
     NUM_FASHIONPEDIA,
     LabelSpace,
     fashionpedia_categories,
-    ff_to_fp,
-    fp_to_ff,
 )
 
 
@@ -21,13 +19,18 @@ def test_remap_matches_facts_and_round_trips():
     # FACTS.md: 0->1, 1->2, 3->3, 4->4, ... 26->22 (model labels, background 0).
     space = LabelSpace("fashionfail")
     assert [space.to_label(c) for c in (0, 1, 3, 4, 26)] == [1, 2, 3, 4, 22]
+    assert space.num_classes == 23
+    labels = set()
     for fp in range(NUM_FASHIONPEDIA):
-        ff = fp_to_ff(fp)
-        if ff is None:
+        if fp not in FASHIONFAIL_FP_IDS:
             assert not space.contains(fp)
             continue
-        assert ff_to_fp(ff) == fp
-        assert space.to_category(space.to_label(fp)) == fp
+        label = space.to_label(fp)
+        labels.add(label)
+        assert space.to_category(label) == fp  # category -> label -> category
+    assert labels == set(range(1, 23))  # every label used once, none is background
+    for label in range(1, 23):
+        assert space.to_label(space.to_category(label)) == label  # label -> category -> label
     with pytest.raises(KeyError, match="category_id 2"):
         space.to_label(2)
 

@@ -10,7 +10,7 @@ and rle-encode only hands them to workers. So `load_coco` decodes just what the 
   `msgspec.Raw`, a zero-copy slice of the file's bytes, written back verbatim by `dump_coco`.
 
 The result is a plain dict of lists of dicts, so code written for fully decoded COCO dicts works on
-it as long as it passes the other values through (or decodes them with `decode_value`). The JSON
+it as long as it passes the other values through (or decodes them with msgspec). The JSON
 syntax of the whole file is still checked: msgspec parses what it skips.
 """
 
@@ -47,11 +47,6 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def decode_value(value: Any) -> Any:
-    """The Python value of `value`, decoding it if it is still a msgspec.Raw."""
-    return _decoder.decode(value) if isinstance(value, msgspec.Raw) else value
 
 
 def load_coco(path: str | os.PathLike) -> dict:

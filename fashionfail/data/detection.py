@@ -17,7 +17,7 @@ import torch
 from PIL import UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
-from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
+from torchvision.datasets import CocoDetection, VisionDataset, wrap_dataset_for_transforms_v2
 from torchvision.transforms.v2 import functional as F
 
 from fashionfail.categories import LabelSpace
@@ -36,8 +36,7 @@ class _QuietCoco(CocoDetection):
         for key in ("images", "annotations", "categories"):
             if key not in data:
                 raise DataError(f"{ann_file}: missing top-level key {key!r}")
-        self.root = root
-        self.transforms = self.transform = self.target_transform = None
+        VisionDataset.__init__(self, root)  # CocoDetection's own __init__ would re-read the file
         coco = COCO()
         coco.dataset = data
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
