@@ -185,7 +185,7 @@ def _paint(img: np.ndarray, obj: _Object, rng: np.random.Generator) -> None:
     img[ys, xs] = np.clip(colour[None, :] * shade[:, None], 0, 255).astype(np.uint8)
 
 
-def _noise(rng: np.random.Generator, sigma: float, shape: tuple[int, ...], fast: bool) -> np.ndarray:
+def _noise(rng: np.random.Generator, sigma: float, shape: tuple, fast: bool) -> np.ndarray:
     # float64 keeps the small profile's bytes; float32 halves the cost at real sizes.
     if fast:
         return rng.standard_normal(shape, dtype=np.float32) * np.float32(sigma)
