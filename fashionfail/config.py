@@ -83,6 +83,8 @@ class TrainConfig(_Section):
     max_size: int
     augment: str
     batch_size: int
+    # facere / facere_plus computed at the model's size (fast) or step by step (literal)
+    augment_impl: Literal["fast", "literal"] = "fast"
     num_workers: int
     shuffle: bool
     max_epochs: int

@@ -159,7 +159,7 @@ def _loggers(cfg: TrainConfig, paths: TrainPaths, info: dict, resume: bool) -> l
 
 def check_config(cfg: TrainConfig) -> None:
     """Reject combinations that would only fail later (after data loading or an epoch)."""
-    train_transforms(cfg.augment)  # unknown preset -> ValueError now
+    train_transforms(cfg.augment, cfg.augment_impl)  # unknown preset -> ValueError now
     if cfg.monitor.startswith(("val/bbox_", "val/segm_")) and cfg.eval_map_every_n_epochs != 1:
         raise ConfigError(
             f"monitor {cfg.monitor!r} is computed only when eval_map_every_n_epochs is 1 "
@@ -175,7 +175,10 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
     space = LabelSpace(cfg.classes)
     train_ds = DetectionDataset(
-        paths.train_img_dir, paths.train_ann, space, train_transforms(cfg.augment)
+        paths.train_img_dir,
+        paths.train_ann,
+        space,
+        train_transforms(cfg.augment, cfg.augment_impl, cfg.min_size, cfg.max_size),
     )
     val_ds = DetectionDataset(paths.val_img_dir, paths.val_ann, space, val_transforms(cfg.augment))
     train_loader = make_loader(
