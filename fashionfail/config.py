@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -47,8 +47,12 @@ class SyntheticSource(_Section):
     max_objects: int
 
 
+SourceName = Literal["synthetic", "official"]
+SOURCES: tuple[str, ...] = get_args(SourceName)  # the download sources, defined here only
+
+
 class DownloadConfig(_Section):
-    source: Literal["synthetic", "official"]
+    source: SourceName
     official: OfficialSource
     synthetic: SyntheticSource
 
