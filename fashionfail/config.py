@@ -45,6 +45,9 @@ class SyntheticSource(_Section):
     ff_val_images: int
     ff_test_images: int
     max_objects: int
+    # small: `image_size` squares (the embedded default); real: the real data's sizes
+    # (Fashionpedia-like up to 1024 px with varied aspect ratios, FashionFail 2400 x 2400).
+    profile: Literal["small", "real"] = "small"
 
 
 SourceName = Literal["synthetic", "official"]
