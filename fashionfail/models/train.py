@@ -8,8 +8,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Callable
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from fashionfail.categories import LabelSpace
 from fashionfail.config import ConfigError, TrainConfig
 from fashionfail.data.detection import DetectionDataset, make_loader
 from fashionfail.data.presets import train_transforms, val_transforms
-from fashionfail.jsonio import DataError, dump_json, load_json
+from fashionfail.jsonio import dump_json, load_json
 from fashionfail.models.factory import load_initial_weights
 from fashionfail.models.module import MaskRCNNModule
 from fashionfail.models.progress import progress_settings, quiet_known_noise
@@ -182,7 +180,9 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     quiet_known_noise()
     pl.seed_everything(cfg.seed, workers=True)
     space = LabelSpace(cfg.classes)
-    train_ds = DetectionDataset(paths.train_img_dir, paths.train_ann, space, train_transforms(cfg.augment))
+    train_ds = DetectionDataset(
+        paths.train_img_dir, paths.train_ann, space, train_transforms(cfg.augment)
+    )
     val_ds = DetectionDataset(paths.val_img_dir, paths.val_ann, space, val_transforms(cfg.augment))
     train_loader = make_loader(
         train_ds, cfg.batch_size, shuffle=cfg.shuffle, num_workers=cfg.num_workers, seed=cfg.seed
@@ -216,7 +216,9 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         max_epochs=cfg.max_epochs,
         deterministic=cfg.deterministic,
         # None is Lightning's "all batches" without its note that 1.0 means 100 %.
-        limit_train_batches=None if _all_batches(cfg.limit_train_batches) else cfg.limit_train_batches,
+        limit_train_batches=(
+            None if _all_batches(cfg.limit_train_batches) else cfg.limit_train_batches
+        ),
         log_every_n_steps=cfg.log_every_n_steps,
         logger=loggers,
         callbacks=[checkpoint, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]), *progress],
@@ -225,7 +227,10 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         **{"enable_progress_bar": progress_bar, **cfg.trainer},
     )
     # Lightning logs the module's hyper-parameters (the whole TrainConfig) to both loggers.
-    run_info = {"git_revision": _git_revision(), "dvc_experiment": os.environ.get("DVC_EXP_NAME", "")}
+    run_info = {
+        "git_revision": _git_revision(),
+        "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
+    }
     # Aim only: dvclive's params.yaml is git-tracked, and a revision there changes on every commit
     # (DVC knows the revision and experiment of its files anyway).
     loggers[0].log_hyperparams(run_info)
@@ -233,7 +238,9 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
 
     summary = {
         "best": str(checkpoint.best_model_path),
-        "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "best_score": (
+            float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
+        ),
         "monitor": cfg.monitor,
         "epochs": trainer.current_epoch,
     }
