@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -45,10 +45,17 @@ class SyntheticSource(_Section):
     ff_val_images: int
     ff_test_images: int
     max_objects: int
+    # small: `image_size` squares (the embedded default); real: the real data's sizes
+    # (Fashionpedia-like up to 1024 px with varied aspect ratios, FashionFail 2400 x 2400).
+    profile: Literal["small", "real"] = "small"
+
+
+SourceName = Literal["synthetic", "official"]
+SOURCES: tuple[str, ...] = get_args(SourceName)  # the download sources, defined here only
 
 
 class DownloadConfig(_Section):
-    source: Literal["synthetic", "official"]
+    source: SourceName
     official: OfficialSource
     synthetic: SyntheticSource
 

@@ -33,13 +33,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from fashionfail.config import DownloadConfig
+from fashionfail.config import SOURCES, DownloadConfig
 from fashionfail.jsonio import DataError, dump_json, load_json
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "download_report.json"
-SOURCES = ("synthetic", "official")
 IMAGE_DIRS = {
     "fashionpedia": ("train", "test"),
     "fashionfail": ("train", "val", "test"),
