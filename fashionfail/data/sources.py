@@ -109,13 +109,15 @@ def run_download(cfg: DownloadConfig, out_root: str | os.PathLike) -> dict:
     """Fill `out_root` from `cfg.source` and write `out_root/download_report.json` atomically.
 
     Wipes first where the module docstring says so. The report holds the source, the status, the
-    folders wiped, the image counts found on disk and the source's own report. On a DataError the
+    image counts found on disk and the source's own report. On a DataError the
     report is written with status "failed" and a DataError naming it is raised.
     """
     out_root = Path(out_root)
     report_path = out_root / REPORT_NAME
+    # What was wiped is logged, not reported: the report is a git-tracked output and must be
+    # the same on a fresh clone (nothing to wipe) as after a rerun (DVC kept the folders).
+    wipe_for(cfg.source, out_root)
     report: dict[str, Any] = {"source": cfg.source, "status": "running"}
-    report["wiped"] = wipe_for(cfg.source, out_root)
     dump_json(report, report_path, indent=True)
     try:
         details = _fetch(cfg, out_root)
