@@ -79,8 +79,8 @@ def fingerprint(cfg: TrainConfig, paths: TrainPaths) -> str:
     """Identity of a run: config and input files. A run may only be resumed by its own kind."""
     h = hashlib.sha256(orjson.dumps(cfg.model_dump(), option=orjson.OPT_SORT_KEYS))
     inputs = [paths.train_ann, paths.val_ann]
-    if cfg.weights not in ("none", "coco"):
-        inputs.append(Path(cfg.weights).expanduser())
+    if cfg.weights_file is not None:
+        inputs.append(cfg.weights_file)
     for p in inputs:
         h.update(_file_digest(p).encode())
     return h.hexdigest()
@@ -166,7 +166,7 @@ def check_config(cfg: TrainConfig) -> None:
             f"monitor {cfg.monitor!r} is computed only when eval_map_every_n_epochs is 1 "
             f"(it is {cfg.eval_map_every_n_epochs}); monitor val/loss or evaluate every epoch"
         )
-    if cfg.weights not in ("none", "coco") and not Path(cfg.weights).expanduser().is_file():
+    if cfg.weights_file is not None and not cfg.weights_file.is_file():
         raise ConfigError(f"weights: {cfg.weights}: file not found (use none, coco or a path)")
 
 
@@ -191,7 +191,7 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
 
     resume_from, info = _prepare_out_dir(cfg, paths)
     module = MaskRCNNModule(cfg.model_dump())
-    if resume_from is None and cfg.weights not in ("none", "coco"):
+    if resume_from is None and cfg.weights_file is not None:
         counts = load_initial_weights(module.model, cfg.weights, space, cfg.head_init)
         print(f"initial weights from {cfg.weights}: {counts}")
 
