@@ -26,6 +26,7 @@ from fashionfail.data.presets import train_transforms, val_transforms
 from fashionfail.jsonio import dump_json, load_json
 from fashionfail.models.factory import load_initial_weights
 from fashionfail.models.module import MaskRCNNModule
+from fashionfail.models.progress import progress_settings, quiet_known_noise
 
 # Failures of a training run that are the user's to fix (reported in one line, no traceback):
 # a bad weights file, a missing path, an accelerator or strategy Lightning cannot provide.
@@ -78,8 +79,8 @@ def fingerprint(cfg: TrainConfig, paths: TrainPaths) -> str:
     """Identity of a run: config and input files. A run may only be resumed by its own kind."""
     h = hashlib.sha256(orjson.dumps(cfg.model_dump(), option=orjson.OPT_SORT_KEYS))
     inputs = [paths.train_ann, paths.val_ann]
-    if cfg.weights not in ("none", "coco"):
-        inputs.append(Path(cfg.weights).expanduser())
+    if cfg.weights_file is not None:
+        inputs.append(cfg.weights_file)
     for p in inputs:
         h.update(_file_digest(p).encode())
     return h.hexdigest()
@@ -165,13 +166,18 @@ def check_config(cfg: TrainConfig) -> None:
             f"monitor {cfg.monitor!r} is computed only when eval_map_every_n_epochs is 1 "
             f"(it is {cfg.eval_map_every_n_epochs}); monitor val/loss or evaluate every epoch"
         )
-    if cfg.weights not in ("none", "coco") and not Path(cfg.weights).expanduser().is_file():
+    if cfg.weights_file is not None and not cfg.weights_file.is_file():
         raise ConfigError(f"weights: {cfg.weights}: file not found (use none, coco or a path)")
+
+
+def _all_batches(limit: float | int) -> bool:
+    return isinstance(limit, float) and limit == 1.0
 
 
 def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     """Train (or resume) one model; returns a summary with the best checkpoint and score."""
     check_config(cfg)
+    quiet_known_noise()
     pl.seed_everything(cfg.seed, workers=True)
     space = LabelSpace(cfg.classes)
     train_ds = DetectionDataset(
@@ -188,7 +194,7 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
 
     resume_from, info = _prepare_out_dir(cfg, paths)
     module = MaskRCNNModule(cfg.model_dump())
-    if resume_from is None and cfg.weights not in ("none", "coco"):
+    if resume_from is None and cfg.weights_file is not None:
         counts = load_initial_weights(module.model, cfg.weights, space, cfg.head_init)
         print(f"initial weights from {cfg.weights}: {counts}")
 
@@ -203,6 +209,7 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
+    progress_bar, progress = progress_settings(cfg.log_every_n_steps)
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -211,20 +218,25 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         precision=resolve_precision(cfg.precision, cfg.accelerator),
         max_epochs=cfg.max_epochs,
         deterministic=cfg.deterministic,
-        limit_train_batches=cfg.limit_train_batches,
+        # None is Lightning's "all batches" without its note that 1.0 means 100 %.
+        limit_train_batches=(
+            None if _all_batches(cfg.limit_train_batches) else cfg.limit_train_batches
+        ),
         log_every_n_steps=cfg.log_every_n_steps,
         logger=loggers,
-        callbacks=[checkpoint, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0])],
+        callbacks=[checkpoint, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]), *progress],
         default_root_dir=str(paths.out_dir),
         enable_model_summary=False,
+        **{"enable_progress_bar": progress_bar, **cfg.trainer},
     )
     # Lightning logs the module's hyper-parameters (the whole TrainConfig) to both loggers.
     run_info = {
         "git_revision": _git_revision(),
         "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
     }
-    for logger in loggers:
-        logger.log_hyperparams(run_info)
+    # Aim only: dvclive's params.yaml is git-tracked, and a revision there changes on every commit
+    # (DVC knows the revision and experiment of its files anyway).
+    loggers[0].log_hyperparams(run_info)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
 
     summary = {
