@@ -18,7 +18,6 @@ from pathlib import Path
 
 from fashionfail.cli import USER_ERRORS, error_exit
 from fashionfail.config import (
-    ConfigError,
     DownloadConfig,
     RleEncodeConfig,
     SplitConfig,
@@ -27,7 +26,6 @@ from fashionfail.config import (
 from fashionfail.data.rle import encode_file
 from fashionfail.data.sources import run_download
 from fashionfail.data.split import split_file
-from fashionfail.jsonio import DataError
 
 # This file is run as a script (sys.path[0] is fashionfail/data), so the repo's params.yaml is
 # found relative to it, not to the caller's working directory.

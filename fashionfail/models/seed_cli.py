@@ -11,16 +11,18 @@ import shutil
 import sys
 from pathlib import Path
 
-from fashionfail.cli import ERRORS_EPILOG
+from fashionfail.cli import ERRORS_EPILOG, report_errors
 from fashionfail.config import TrainConfig, load_section, parse_section
-from fashionfail.cli import report_errors
 from fashionfail.models.train import TRAIN_ERRORS, TrainPaths, train
 
 _TRUE, _FALSE = {"true", "1", "yes", "y", "on"}, {"false", "0", "no", "n", "off"}
 
 
 def parse_bool(text: str) -> bool:
-    """`--shuffle False` must mean False (argparse's type=bool makes every non-empty string True)."""
+    """`--shuffle False` must mean False.
+
+    argparse's type=bool makes every non-empty string True.
+    """
     low = text.strip().lower()
     if low in _TRUE:
         return True
@@ -65,9 +67,11 @@ def build_parser(description: str, plus: bool) -> argparse.ArgumentParser:
                     help="Aim experiment name; also names the output folder")  # fmt: skip
     if plus:
         ap.add_argument("--pretrained_model_path", "--pretrained-model-path", required=True,
-                        help="Facere checkpoint to start from (honoured, never replaced)")  # fmt: skip
+                        help="Facere checkpoint to start from "
+                             "(honoured, never replaced)")  # fmt: skip
     ap.add_argument("--params", default="params.yaml",
-                    help="params file whose section supplies the values not given here")  # fmt: skip
+                    help="params file whose section supplies "
+                         "the values not given here")  # fmt: skip
     ap.add_argument("--save_dir", "--save-dir", type=Path, default=Path("saved_models"),
                     help="checkpoints go to SAVE_DIR/EXPERIMENT/ and the best one is copied "
                          "to SAVE_DIR/EXPERIMENT.ckpt (default: saved_models)")  # fmt: skip

@@ -208,7 +208,9 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     space = LabelSpace(cfg.classes)
-    train_ds = DetectionDataset(paths.train_img_dir, paths.train_ann, space, train_transforms(cfg.augment))
+    train_ds = DetectionDataset(
+        paths.train_img_dir, paths.train_ann, space, train_transforms(cfg.augment)
+    )
     val_ds = DetectionDataset(paths.val_img_dir, paths.val_ann, space, val_transforms(cfg.augment))
     data_checks = {}
     for part, ds in (("train", train_ds), ("val", val_ds)):
@@ -274,14 +276,19 @@ def _fit(
         enable_model_summary=False,
     )
     # Lightning logs the module's hyper-parameters (the whole TrainConfig) to both loggers.
-    run_info = {"git_revision": _git_revision(), "dvc_experiment": os.environ.get("DVC_EXP_NAME", "")}
+    run_info = {
+        "git_revision": _git_revision(),
+        "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
+    }
     for logger in loggers:
         logger.log_hyperparams(run_info)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
 
     summary = {
         "best": str(checkpoint.best_model_path),
-        "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "best_score": (
+            float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
+        ),
         "monitor": cfg.monitor,
         "epochs": trainer.current_epoch,
     }
