@@ -122,6 +122,13 @@ DROP_RULES = {
 COUNT_RULES = {
     "bbox_beyond_image": "bbox more than 1 px beyond its image (kept, as the original does)",
 }
+# Image files against their entry in the annotation file (check_image_files): all ERRORS.
+IMAGE_RULES = {
+    "image_file_missing": "no file for an image of the annotation file",
+    "image_undecodable": "not an image Pillow can decode (HTML page, truncated download, ...)",
+    "image_too_large": "over Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS)",
+    "image_size_mismatch": "the file's width/height differ from the annotation file's",
+}
 BEYOND_TOLERANCE_PX = 1.0
 EXAMPLES = 5  # annotation ids kept per rule in a report
 
@@ -261,12 +268,30 @@ def check_annotations(
 # --- Image files against their annotations ------------------------------------------------------
 
 
+# What a complete file of these formats ends with (JPEG: the EOI marker; PNG: the IEND chunk),
+# looked for in its last bytes: a truncated download lacks it.
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
+_TAIL_BYTES = 1024
+
+
+def _looks_truncated(path: Path, fmt: str | None) -> bool:
+    marker = _END_MARKERS.get(fmt or "")
+    if marker is None:
+        return False
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - _TAIL_BYTES))
+        return marker not in f.read()
+
+
 def _image_problem(path: Path, width: int, height: int) -> str | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             size = im.size
+            if _looks_truncated(path, im.format):
+                im.load()  # only suspicious files are decoded in full: a real truncation raises
     except FileNotFoundError:
         return "image file not found (image_file_missing)"
     except Image.DecompressionBombError as e:
@@ -294,11 +319,13 @@ def check_image_files(
     workers: int = 8,
 ) -> None:
     """Every image of an annotation file exists, opens, is within Pillow's decompression-bomb
-    limit and has the width/height the file says (headers only: ~0.1 ms per image).
+    limit, has the width/height the file says and (JPEG, PNG) ends as a complete file does
+    (headers and the last KiB only: ~0.1 ms per image; a file without its end marker is decoded
+    in full to tell a truncation from trailing bytes).
 
     DataError `<image path>: <problem> (<rule>) for image id N of <file>` on the first problem,
-    with the number of other images that have one. Undecodable pixel data past a valid header
-    (a truncated JPEG) shows only when the image is decoded: the loaders report it in one line.
+    with the number of other images that have one. Other corrupt pixel data past a valid header
+    shows only when the image is decoded: the loaders report it in one line too.
     """
     import warnings
     from concurrent.futures import ThreadPoolExecutor

@@ -23,15 +23,11 @@ from fashionfail.categories import LabelSpace
 from fashionfail.config import ConfigError, TrainConfig
 from fashionfail.data.detection import DetectionDataset, make_loader
 from fashionfail.data.presets import train_transforms, val_transforms
+from fashionfail.guard import remove_stale_temp_files, training_lock, watch_parent
 from fashionfail.jsonio import DataError, dump_json, load_json
 from fashionfail.models.factory import check_head_init, load_initial_weights, read_weights_file
 from fashionfail.models.module import MaskRCNNModule
-from fashionfail.models.safety import (
-    AtomicModelCheckpoint,
-    remove_stale_temp_files,
-    training_lock,
-    watch_parent,
-)
+from fashionfail.models.safety import AtomicModelCheckpoint
 
 # Failures of a training run that are the user's to fix (reported in one line, no traceback):
 # a bad weights file, a missing path, an accelerator or strategy Lightning cannot provide.
