@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import os
 import re
-import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(Exception):
@@ -28,7 +34,7 @@ def _takes_float(annotation: object) -> bool:
     """Whether a field's type accepts a float (float, float | int, tuple[float, float], ...)."""
     if annotation is float:
         return True
-    return any(_takes_float(a) for a in typing.get_args(annotation))
+    return any(_takes_float(a) for a in get_args(annotation))
 
 
 def _yaml11_number(value: object) -> object:
@@ -78,10 +84,17 @@ class SyntheticSource(_Section):
     ff_val_images: int
     ff_test_images: int
     max_objects: int
+    # small: `image_size` squares (the embedded default); real: the real data's sizes
+    # (Fashionpedia-like up to 1024 px with varied aspect ratios, FashionFail 2400 x 2400).
+    profile: Literal["small", "real"] = "small"
+
+
+SourceName = Literal["synthetic", "official"]
+SOURCES: tuple[str, ...] = get_args(SourceName)  # the download sources, defined here only
 
 
 class DownloadConfig(_Section):
-    source: Literal["synthetic", "official"]
+    source: SourceName
     official: OfficialSource
     synthetic: SyntheticSource
 
@@ -144,6 +157,15 @@ class TrainConfig(_Section):
     eval_map_every_n_epochs: int
     limit_train_batches: float | int
     log_every_n_steps: int
+    # Any other pl.Trainer argument (gradient_clip_val, accumulate_grad_batches, ...), passed on
+    # as given; names are checked against pl.Trainer's signature. Absent in older checkpoints.
+    trainer: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("trainer")
+    @classmethod
+    def _trainer_arguments(cls, v: dict[str, Any]) -> dict[str, Any]:
+        check_trainer_arguments(v)
+        return v
 
     @field_validator("max_epochs", "batch_size", "min_size", "max_size", "num_nodes",
                      "log_every_n_steps")  # fmt: skip
@@ -185,6 +207,42 @@ class TrainConfig(_Section):
                 f"{v!r} is not a metric the training logs; use one of {', '.join(LOGGED_METRICS)}"
             )
         return v
+
+
+# pl.Trainer arguments that a TrainConfig field sets (set them there, so there is one place), and
+# those the training stage owns (its loggers, checkpoints and output folder).
+TRAINER_FIELDS = frozenset({
+    "accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs",
+    "deterministic", "limit_train_batches", "log_every_n_steps",
+})  # fmt: skip
+TRAINER_OWNED = frozenset({"logger", "callbacks", "default_root_dir", "enable_checkpointing"})
+
+
+def trainer_parameters() -> list[str]:
+    """The names pl.Trainer() takes, read from its signature (Lightning imported on first use)."""
+    import inspect
+
+    import pytorch_lightning as pl
+
+    return [n for n in inspect.signature(pl.Trainer).parameters if n != "self"]
+
+
+def check_trainer_arguments(args: dict[str, Any]) -> None:
+    """ValueError naming the first argument pl.Trainer does not take, or that is set elsewhere."""
+    import difflib
+
+    if not args:
+        return
+    known = trainer_parameters()
+    for name in args:
+        if name in TRAINER_FIELDS:
+            raise ValueError(f"{name}: set it as the section's own `{name}`, not under trainer")
+        if name in TRAINER_OWNED:
+            raise ValueError(f"{name}: set by the training stage itself, not configurable")
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"{name}: not a pl.Trainer argument{hint}")
 
 
 class EvaluateConfig(_Section):

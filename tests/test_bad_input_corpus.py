@@ -233,22 +233,33 @@ def _eval_case(root: Path) -> tuple[Path, Path, Path]:
     return gt, images, write_checkpoint(root / "good.ckpt", "fashionpedia")
 
 
-def _split(root: Path, ann: Path, *extra: str):
+def _data_params(root: Path, split: dict | None = None, rle_encode: dict | None = None) -> Path:
+    path = root / "data_params.yaml"
+    sections = {"split": {"val_fraction": 0.25, "seed": 42}, "rle_encode": {"invalid": "error"}}
+    sections["split"].update(split or {})
+    sections["rle_encode"].update(rle_encode or {})
+    path.write_text(yaml.safe_dump(sections))
+    return path
+
+
+def _split(root: Path, ann: Path, **split):
     argv = [
+        "--params",
+        str(_data_params(root, split=split)),
         "--ann",
         str(ann),
         "--train-out",
         str(root / "out/train.json"),
         "--val-out",
         str(root / "out/val.json"),
-        *extra,
     ]
     main = _stage("split").main
     return lambda: main(argv)
 
 
-def _rle(root: Path, ann: Path, invalid: str = "error"):
-    argv = ["--ann", str(ann), "--out", str(root / "out/rle.json"), "--invalid", invalid]
+def _rle(root: Path, ann: Path, **rle_encode):
+    params = _data_params(root, rle_encode=rle_encode)
+    argv = ["--params", str(params), "--ann", str(ann), "--out", str(root / "out/rle.json")]
     main = _stage("rle_encode").main
     return lambda: main(argv)
 
@@ -341,9 +352,28 @@ def split_images_not_a_list(root, syn):
 @case
 def split_val_fraction_out_of_range(root, syn):
     return Case(
-        _split(root, _coco_with(root), "--val-fraction", "1.5"),
+        _split(root, _coco_with(root), val_fraction=1.5),
         1,
-        "error: split arguments.val_fraction: Value error, must be strictly between 0 and 1",
+        f"error: {root}/data_params.yaml:split.val_fraction: Value error, must be strictly "
+        "between 0 and 1",
+    )
+
+
+@case
+def split_unknown_param(root, syn):
+    return Case(
+        _split(root, _coco_with(root), test_size=0.3),
+        1,
+        f"error: {root}/data_params.yaml:split.test_size: Extra inputs are not permitted",
+    )
+
+
+@case
+def split_seed_not_an_int(root, syn):
+    return Case(
+        _split(root, _coco_with(root), seed="42a"),
+        1,
+        f"error: {root}/data_params.yaml:split.seed: Input should be a valid integer",
     )
 
 
@@ -403,7 +433,27 @@ def rle_size_mismatch_counted_drop(root, syn):
             a["id"] for a in json.loads((root / "out/rle.json").read_text())["annotations"]
         ] == [11, 13, 14]
 
-    return Case(_rle(root, ann, "drop"), 0, "", ("out/rle.json", "out/rle.report.json"), check)
+    return Case(
+        _rle(root, ann, invalid="drop"), 0, "", ("out/rle.json", "out/rle.report.json"), check
+    )
+
+
+@case
+def rle_unknown_param(root, syn):
+    return Case(
+        _rle(root, _coco_with(root), workers=4),
+        1,
+        f"error: {root}/data_params.yaml:rle_encode.workers: Extra inputs are not permitted",
+    )
+
+
+@case
+def rle_unknown_policy(root, syn):
+    return Case(
+        _rle(root, _coco_with(root), invalid="skip"),
+        1,
+        f"error: {root}/data_params.yaml:rle_encode.invalid: Input should be 'drop' or 'error'",
+    )
 
 
 @case

@@ -27,6 +27,7 @@ from fashionfail.guard import remove_stale_temp_files, training_lock, watch_pare
 from fashionfail.jsonio import DataError, dump_json, load_json
 from fashionfail.models.factory import check_head_init, load_initial_weights, read_weights_file
 from fashionfail.models.module import MaskRCNNModule
+from fashionfail.models.progress import progress_settings, quiet_known_noise
 from fashionfail.models.safety import AtomicModelCheckpoint
 
 # Failures of a training run that are the user's to fix (reported in one line, no traceback):
@@ -195,6 +196,10 @@ def _holder(out_dir: Path) -> str:
     return f" (pid {pid})" if pid else ""
 
 
+def _all_batches(limit: float | int) -> bool:
+    return isinstance(limit, float) and limit == 1.0
+
+
 def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     """Train (or resume) one model; returns a summary with the best checkpoint and score.
 
@@ -202,6 +207,7 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     initial weights against the architecture); only then is the output folder locked and written.
     """
     check_config(cfg)
+    quiet_known_noise()
     pl.seed_everything(cfg.seed, workers=True)
     space = LabelSpace(cfg.classes)
     train_ds = DetectionDataset(
@@ -256,6 +262,7 @@ def _fit(
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
+    progress_bar, progress = progress_settings(cfg.log_every_n_steps)
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -264,20 +271,25 @@ def _fit(
         precision=resolve_precision(cfg.precision, cfg.accelerator),
         max_epochs=cfg.max_epochs,
         deterministic=cfg.deterministic,
-        limit_train_batches=cfg.limit_train_batches,
+        # None is Lightning's "all batches" without its note that 1.0 means 100 %.
+        limit_train_batches=(
+            None if _all_batches(cfg.limit_train_batches) else cfg.limit_train_batches
+        ),
         log_every_n_steps=cfg.log_every_n_steps,
         logger=loggers,
-        callbacks=[checkpoint, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0])],
+        callbacks=[checkpoint, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]), *progress],
         default_root_dir=str(paths.out_dir),
         enable_model_summary=False,
+        **{"enable_progress_bar": progress_bar, **cfg.trainer},
     )
     # Lightning logs the module's hyper-parameters (the whole TrainConfig) to both loggers.
     run_info = {
         "git_revision": _git_revision(),
         "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
     }
-    for logger in loggers:
-        logger.log_hyperparams(run_info)
+    # Aim only: dvclive's params.yaml is git-tracked, and a revision there changes on every commit
+    # (DVC knows the revision and experiment of its files anyway).
+    loggers[0].log_hyperparams(run_info)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
 
     summary = {
