@@ -15,7 +15,6 @@ import sys
 from collections.abc import Callable
 
 import msgspec
-from PIL import Image
 
 from fashionfail.config import ConfigError
 from fashionfail.jsonio import DataError
@@ -24,14 +23,14 @@ DEBUG_ENV = "FASHIONFAIL_DEBUG"
 
 # OSError: unreadable file, permission denied, disk full (the message names the file);
 # UnicodeDecodeError: a binary file given as text; msgspec's ValidationError: a JSON value of the
-# wrong type; DecompressionBombError: an image over Pillow's pixel limit.
+# wrong type. (Pillow's DecompressionBombError and pycocotools' errors on malformed geometry never
+# get here: the image and annotation checks turn them into DataErrors naming the file and id.)
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     DataError,
     OSError,
     UnicodeDecodeError,
     msgspec.ValidationError,
-    Image.DecompressionBombError,
 )
 
 # torch's DataLoader re-raises a worker's exception with the worker's traceback as its message;

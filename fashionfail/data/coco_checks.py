@@ -274,7 +274,8 @@ _END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
 _TAIL_BYTES = 1024
 
 
-def _looks_truncated(path: Path, fmt: str | None) -> bool:
+def looks_truncated(path: Path, fmt: str | None) -> bool:
+    """Whether a JPEG / PNG file lacks its end marker in its last KiB (other formats: False)."""
     marker = _END_MARKERS.get(fmt or "")
     if marker is None:
         return False
@@ -290,7 +291,7 @@ def _image_problem(path: Path, width: int, height: int) -> str | None:
     try:
         with Image.open(path) as im:
             size = im.size
-            if _looks_truncated(path, im.format):
+            if looks_truncated(path, im.format):
                 im.load()  # only suspicious files are decoded in full: a real truncation raises
     except FileNotFoundError:
         return "image file not found (image_file_missing)"

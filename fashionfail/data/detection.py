@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import UnidentifiedImageError
+from PIL.Image import DecompressionBombError, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.datasets import CocoDetection, VisionDataset, wrap_dataset_for_transforms_v2
@@ -81,7 +81,7 @@ class DetectionDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, dict[str, Any]]:
         try:
             image, target = self.base[index]
-        except (OSError, UnidentifiedImageError, SyntaxError) as e:
+        except (OSError, UnidentifiedImageError, SyntaxError, DecompressionBombError) as e:
             info = self.base.coco.imgs[self.ids[index]]
             raise DataError(
                 f"{self.img_dir / info['file_name']}: cannot decode image "
