@@ -62,6 +62,7 @@ class Case:
     may_change: tuple[str, ...] = ()
     check: Callable[[], None] | None = None  # further assertions on the outputs
     regex: bool = False  # `line` is a regular expression (a temporary file's random name)
+    cleanup: Callable[[], None] | None = None
 
 
 CASES: dict[str, Callable[[Path, Path], Case]] = {}
@@ -1072,27 +1073,163 @@ def predict_checkpoint_is_a_folder(root, syn):
     )
 
 
+@case
+def eval_gt_missing(root, syn):
+    _, images, ckpt = _eval_case(root)
+    return Case(
+        _eval(root, root / "nope.json", images, ckpt), 1, f"error: {root}/nope.json: file not found"
+    )
+
+
+@case
+def eval_gt_polygon_of_two_points(root, syn):
+    return _gt_case(
+        root,
+        lambda d: d["annotations"][1].update(segmentation=[[1, 2, 3, 4]]),
+        lambda g: (
+            f"error: {g}: annotation id 2 (image 5): polygon part is not a list "
+            "of >= 6 numbers (3 points) (malformed_polygon)"
+        ),
+    )
+
+
+@case
+def train_params_file_missing(root, syn):
+    ff = _ff(root, syn)
+    return Case(
+        _train(root, ff, params=root / "nope.yaml"),
+        1,
+        f"error: {root}/nope.yaml: params file not found",
+    )
+
+
+@case
+def train_infinite_number_in_json(root, syn):
+    ff = _ff(root, syn)
+    _train_params(root)
+    ann = ff / "ff_train.json"
+    text = ann.read_text()
+    ann.write_text(
+        text.replace('"bbox": [', '"bbox": [1e999, ', 1).replace('"bbox":[', '"bbox":[1e999,', 1)
+    )
+    assert "1e999" in ann.read_text()
+    line = re.escape(f"error: {ann}: malformed JSON (number is infinity when parsed as double: ")
+    return Case(_train(root, ff), 1, line + r"line 1 column \d+ \(char \d+\)\)", regex=True)
+
+
+# --- download ----------------------------------------------------------------------------------
+
+
+def _download(root: Path, server) -> Callable[[], int]:
+    from http_fault_server import official_cfg
+
+    cfg = official_cfg(server).model_dump()
+    synthetic = load_section("download", REPO / "params.yaml").synthetic.model_dump()
+    params = root / "download_params.yaml"
+    params.write_text(
+        yaml.safe_dump(
+            {"download": {"source": "official", "official": cfg, "synthetic": synthetic}}
+        )
+    )
+    main = _stage("download").main
+    argv = ["--params", str(params), "--out", str(root / "raw")]
+    return lambda: main(argv)
+
+
+def _server():
+    from http_fault_server import FakeOfficial
+
+    return FakeOfficial().start()
+
+
+@case
+def download_html_page_as_annotation_json_then_healed(root, syn):
+    """A 200 that is an HTML page: the stage fails naming the URL, keeps no copy of it, and the
+    next run (server fixed) completes the download."""
+    from http_fault_server import ANN_VAL
+
+    server = _server()
+    good = server.files[ANN_VAL]
+    server.files[ANN_VAL] = b"<!DOCTYPE html><html><body>Service Unavailable</body></html>"
+    run = _download(root, server)
+    dest = root / "raw/fashionpedia/instances_attributes_val2020.json"
+
+    def check():
+        assert not dest.exists() and not dest.with_name(dest.name + ".part").exists()
+        server.files[ANN_VAL] = good
+        assert run() == 0
+        assert dest.read_bytes() == good
+
+    return Case(
+        run,
+        1,
+        f"error: {server.url}{ANN_VAL}: failed after 4 attempt(s); last error: content "
+        f"invalid: an HTML page, not JSON (report: {root}/raw/download_report.json)",
+        ("raw/",),
+        check,
+        cleanup=server.stop,
+    )
+
+
+@case
+def download_truncated_image_left_out_and_counted(root, syn):
+    """An image that arrives truncated on every attempt is left out of its split (counted in
+    download_report.json), like a missing one; the rest of the split is complete."""
+    from http_fault_server import image_path
+
+    server = _server()
+    path = image_path("train_2.jpg")
+    server.files[path] = server.files[path][:200]
+
+    def check():
+        report = json.loads((root / "raw/download_report.json").read_text())["official"]
+        missing = {m["file_name"]: m["reason"] for m in report["missing_images"]}
+        assert missing["train_2.jpg"] == (
+            "failed after 4 attempt(s); last error: content invalid: not a readable image "
+            "(Truncated File Read)"
+        )
+        ids = [
+            i["id"]
+            for i in json.loads((root / "raw/fashionfail/ff_train.json").read_text())["images"]
+        ]
+        assert ids == [1, 3]
+
+    return Case(
+        _download(root, server),
+        0,
+        "download (official): {'fashionpedia': {'train': 3, 'test': 2}, 'fashionfail': "
+        "{'train': 2, 'val': 2, 'test': 3}}; 2 FashionFail images missing, left out (see "
+        "download_report.json)",
+        ("raw/",),
+        check,
+        cleanup=server.stop,
+    )
+
+
 # --- The corpus --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_corpus_case(name, tmp_path, synthetic_root, capsys, monkeypatch):
+def test_corpus_case(name, tmp_path, synthetic_root, capsys, monkeypatch, request):
     monkeypatch.delenv("FASHIONFAIL_DEBUG", raising=False)
     monkeypatch.delenv("DVC_STAGE", raising=False)
     root = tmp_path / "case"
     root.mkdir()
     c = CASES[name](root, synthetic_root)
+    if c.cleanup is not None:
+        request.addfinalizer(c.cleanup)
     capsys.readouterr()
     before = snapshot(root)
     code = c.run()
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     changed = changes(before, snapshot(root))
     assert code == c.code, err
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     if c.code == 0:
         assert errors == []
-        assert not c.line or c.line in err.splitlines(), err
+        assert not c.line or c.line in (captured.out + err).splitlines(), err
     elif c.regex:
         assert len(errors) == 1 and re.fullmatch(c.line, errors[0]), err
     else:

@@ -221,3 +221,15 @@ def test_debug_flag_on_a_stage(tmp_path):
     assert debug.returncode == 1
     assert "Traceback (most recent call last)" in debug.stderr
     assert debug.stderr.rstrip().endswith(f"DataError: {bad}: missing top-level key 'images'")
+
+
+def test_stale_output_folders_of_a_killed_run_are_removed(tmp_path):
+    from fashionfail.jsonio import atomic_dir
+
+    (tmp_path / ".x.abc123.tmp").mkdir()  # killed while writing
+    (tmp_path / ".x.def456.old").mkdir()  # killed between the two renames
+    (tmp_path / ".x.def456.old" / "x").mkdir()
+    (tmp_path / ".y.abc123.tmp").mkdir()  # another output's: kept
+    with atomic_dir(tmp_path / "x") as tmp:
+        (tmp / "metrics.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".y.abc123.tmp", "x"]
