@@ -233,3 +233,20 @@ def test_stale_output_folders_of_a_killed_run_are_removed(tmp_path):
     with atomic_dir(tmp_path / "x") as tmp:
         (tmp / "metrics.json").write_text("{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".y.abc123.tmp", "x"]
+
+
+def test_monitor_names_are_the_metrics_the_module_logs():
+    from fashionfail.config import LOGGED_METRICS, MAP_METRICS
+    from fashionfail.models.factory import build_model
+    from fashionfail.models.module import _MAP_KEYS
+
+    assert set(_MAP_KEYS.values()) == set(MAP_METRICS)
+    model = build_model("tiny", 3, min_size=64, max_size=64).train()
+    masks = torch.zeros((1, 64, 64), dtype=torch.uint8)
+    masks[0, 10:30, 10:30] = 1
+    target = {"boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0]]), "labels": torch.tensor([1]),
+              "masks": masks}  # fmt: skip
+    losses = model([torch.rand(3, 64, 64)], [target])
+    for stage in ("train", "val"):
+        assert {f"{stage}/loss", *(f"{stage}/{k}" for k in losses)} <= set(LOGGED_METRICS)
+    assert len(LOGGED_METRICS) == 2 * (len(losses) + 1) + 2 * len(MAP_METRICS)

@@ -134,15 +134,17 @@ EXAMPLES = 5  # annotation ids kept per rule in a report
 
 
 def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return type(v) is float or type(v) is int  # not bool (an int subclass), not a str
 
 
 def _bbox_problem(bbox: object, w: int, h: int) -> tuple[str, str] | None:
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+    if not (isinstance(bbox, list) and len(bbox) == 4):
         return "malformed_bbox", f"bbox {bbox!r} is not [x, y, w, h]"
-    if not all(math.isfinite(v) for v in bbox):
-        return "non_finite_bbox", f"bbox {bbox!r} is not finite"
     x, y, bw, bh = bbox
+    if not (_is_number(x) and _is_number(y) and _is_number(bw) and _is_number(bh)):
+        return "malformed_bbox", f"bbox {bbox!r} is not [x, y, w, h]"
+    if not (math.isfinite(x + y + bw + bh)):
+        return "non_finite_bbox", f"bbox {bbox!r} is not finite"
     if bw <= 0 or bh <= 0:
         return "degenerate_bbox", f"bbox {bbox!r} has zero or negative size"
     if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
@@ -241,15 +243,15 @@ def check_annotations(
     for ann in coco["annotations"]:
         img = images[ann["image_id"]]
         w, h = img["width"], img["height"]
-        where = f"{source}: annotation id {ann['id']} (image {ann['image_id']})"
         if ann["category_id"] not in allowed:
-            raise DataError(
-                f"{where}: category_id {ann['category_id']!r}, not {category_label} "
-                "(unknown_category)"
+            problem = (
+                "unknown_category",
+                f"category_id {ann['category_id']!r}, not {category_label}",
             )
-        problem = _bbox_problem(ann["bbox"], w, h) or _segmentation_problem(
-            ann["segmentation"], w, h
-        )
+        else:
+            problem = _bbox_problem(ann["bbox"], w, h) or _segmentation_problem(
+                ann["segmentation"], w, h
+            )
         if problem is not None:
             rule, detail = problem
             if rule in COUNT_RULES:
@@ -258,6 +260,7 @@ def check_annotations(
                 report.add(report.dropped, rule, ann["id"])
                 continue
             else:
+                where = f"{source}: annotation id {ann['id']} (image {ann['image_id']})"
                 raise DataError(f"{where}: {detail} ({rule})")
         kept.append(ann)
     report.annotations_in, report.annotations_kept = len(coco["annotations"]), len(kept)
