@@ -81,8 +81,8 @@ def fingerprint(cfg: TrainConfig, paths: TrainPaths) -> str:
     """Identity of a run: config and input files. A run may only be resumed by its own kind."""
     h = hashlib.sha256(orjson.dumps(cfg.model_dump(), option=orjson.OPT_SORT_KEYS))
     inputs = [paths.train_ann, paths.val_ann]
-    if cfg.weights not in ("none", "coco"):
-        inputs.append(Path(cfg.weights).expanduser())
+    if cfg.weights_file is not None:
+        inputs.append(cfg.weights_file)
     for p in inputs:
         h.update(_file_digest(p).encode())
     return h.hexdigest()
@@ -169,17 +169,16 @@ def _loggers(cfg: TrainConfig, paths: TrainPaths, info: dict, resume: bool) -> l
 
 def check_config(cfg: TrainConfig) -> None:
     """Reject combinations that would only fail later (after data loading or an epoch)."""
-    train_transforms(cfg.augment)  # unknown preset -> ValueError now
+    train_transforms(cfg.augment, cfg.augment_impl)  # unknown preset -> ValueError now
     if cfg.monitor.startswith(("val/bbox_", "val/segm_")) and cfg.eval_map_every_n_epochs != 1:
         raise ConfigError(
             f"monitor {cfg.monitor!r} is computed only when eval_map_every_n_epochs is 1 "
             f"(it is {cfg.eval_map_every_n_epochs}); monitor val/loss or evaluate every epoch"
         )
-    if cfg.weights not in ("none", "coco"):
-        path = Path(cfg.weights).expanduser()
-        if not path.is_file():
+    if cfg.weights_file is not None:
+        if not cfg.weights_file.is_file():
             raise ConfigError(f"weights: {cfg.weights}: file not found (use none, coco or a path)")
-        _, classes = read_weights_file(path)
+        _, classes = read_weights_file(cfg.weights_file)
         try:
             check_head_init(classes, LabelSpace(cfg.classes), cfg.head_init, cfg.weights)
         except ValueError as e:
@@ -211,7 +210,10 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
     space = LabelSpace(cfg.classes)
     train_ds = DetectionDataset(
-        paths.train_img_dir, paths.train_ann, space, train_transforms(cfg.augment)
+        paths.train_img_dir,
+        paths.train_ann,
+        space,
+        train_transforms(cfg.augment, cfg.augment_impl, cfg.min_size, cfg.max_size),
     )
     val_ds = DetectionDataset(paths.val_img_dir, paths.val_ann, space, val_transforms(cfg.augment))
     data_checks = {}
@@ -222,7 +224,7 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
                   file=sys.stderr)  # fmt: skip
     module = MaskRCNNModule(cfg.model_dump())
     init_counts = None
-    if cfg.weights not in ("none", "coco"):
+    if cfg.weights_file is not None:
         # Before anything is written: a file of another architecture fails here.
         init_counts = load_initial_weights(module.model, cfg.weights, space, cfg.head_init)
 
