@@ -113,8 +113,12 @@ class SplitConfig(_Section):
         return v
 
 
+InvalidPolicy = Literal["drop", "error"]  # rle-encode: drop and count, or fail
+RLE_POLICIES: tuple[str, ...] = get_args(InvalidPolicy)
+
+
 class RleEncodeConfig(_Section):
-    invalid: Literal["drop", "error"]
+    invalid: InvalidPolicy
 
 
 # Every metric MaskRCNNModule logs (fashionfail/models/module.py), i.e. what `monitor` can name.
@@ -128,6 +132,8 @@ LOGGED_METRICS = (
 )
 
 WEIGHT_KEYWORDS = ("none", "coco")  # TrainConfig.weights values that name no file
+Optimizer = Literal["sgd", "adam", "adamw"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 
 
 class TrainConfig(_Section):
@@ -146,7 +152,7 @@ class TrainConfig(_Section):
     num_workers: int
     shuffle: bool
     max_epochs: int
-    optimizer: Literal["sgd", "adam", "adamw"]
+    optimizer: Optimizer
     lr: float
     momentum: float
     betas: tuple[float, float]

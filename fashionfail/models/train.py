@@ -260,7 +260,16 @@ def _fit(
         monitor=cfg.monitor,
         mode=cfg.monitor_mode,
         save_top_k=1,
-        save_last=True,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+    # last.ckpt after every epoch, for resuming. Not `save_last=True` above: Lightning (2.6)
+    # writes that one only when the best checkpoint is written too, so after an epoch that did
+    # not improve, last.ckpt would still be the best epoch's and a resume would repeat epochs.
+    last = ModelCheckpoint(
+        dirpath=paths.out_dir,
+        filename="last",
+        save_top_k=1,
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
@@ -279,7 +288,9 @@ def _fit(
         ),
         log_every_n_steps=cfg.log_every_n_steps,
         logger=loggers,
-        callbacks=[checkpoint, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]), *progress],
+        callbacks=[
+            checkpoint, last, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]), *progress
+        ],
         default_root_dir=str(paths.out_dir),
         enable_model_summary=False,
         **{"enable_progress_bar": progress_bar, **cfg.trainer},
