@@ -266,7 +266,7 @@ def _fit(
     # last.ckpt after every epoch, for resuming. Not `save_last=True` above: Lightning (2.6)
     # writes that one only when the best checkpoint is written too, so after an epoch that did
     # not improve, last.ckpt would still be the best epoch's and a resume would repeat epochs.
-    last = ModelCheckpoint(
+    last = AtomicModelCheckpoint(
         dirpath=paths.out_dir,
         filename="last",
         save_top_k=1,
