@@ -167,6 +167,9 @@ class TrainConfig(_Section):
     monitor: str
     monitor_mode: Literal["min", "max"]
     eval_map_every_n_epochs: int
+    # val mAP on the first N val images of each rank (a fixed subset; 0: all) and its evaluator
+    eval_map_images: int = 0
+    eval_map_backend: Literal["faster_coco_eval", "pycocotools"] = "faster_coco_eval"
     limit_train_batches: float | int
     log_every_n_steps: int
     # Any other pl.Trainer argument (gradient_clip_val, accumulate_grad_batches, ...), passed on
