@@ -1117,6 +1117,39 @@ def train_infinite_number_in_json(root, syn):
     return Case(_train(root, ff), 1, line + r"line 1 column \d+ \(char \d+\)\)", regex=True)
 
 
+@case
+def eval_image_folder_missing(root, syn):
+    gt, _, ckpt = _eval_case(root)
+    return Case(
+        _eval(root, gt, root / "nowhere", ckpt),
+        1,
+        f"error: {root}/nowhere: image folder not found (images of {gt})",
+    )
+
+
+@case
+def split_permission_denied(root, syn):
+    """An unreadable input (simulated: tests may run as root, which chmod does not stop)."""
+    ann = _coco_with(root)
+    real = Path.read_bytes
+
+    def denied(self):
+        if self == ann:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    run = _split(root, ann)
+
+    def run_denied():
+        Path.read_bytes = denied
+        try:
+            return run()
+        finally:
+            Path.read_bytes = real
+
+    return Case(run_denied, 1, f"error: [Errno 13] Permission denied: '{ann}'")
+
+
 # --- download ----------------------------------------------------------------------------------
 
 
