@@ -18,6 +18,14 @@ from pathlib import Path
 from fashionfail.cli import USER_ERRORS, error_exit, parser
 from fashionfail.config import EvaluateConfig, load_section
 from fashionfail.eval.evaluate import CLASS_SETS, evaluate
+from fashionfail.jsonio import dump_json
+
+
+def summary(metrics: dict, key: str) -> dict:
+    """{MODEL: {SET_box: bbox mAP_w, SET_mask: segm mAP_w}} for key "MODEL.SET"."""
+    model, _, test_set = key.rpartition(".")
+    return {model: {f"{test_set}_box": metrics["bbox"]["mAP_w"],
+                    f"{test_set}_mask": metrics["segm"]["mAP_w"]}}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder of the .aim repository (default: .)")  # fmt: skip
     ap.add_argument("--no-aim", action="store_true", help="do not log to Aim")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument(
+        "--summary-key", default="", metavar="MODEL.SET",
+        help="also write OUT/summary.json = {MODEL: {SET_box: mAP_w, SET_mask: mAP_w}}, the "
+        "short columns `dvc exp show` leads with (e.g. facere.fp)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     try:
         cfg = load_section("evaluate", args.params, EvaluateConfig)
@@ -46,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     except USER_ERRORS as e:
         return error_exit(e)
+    if args.summary_key:
+        dump_json(summary(metrics, args.summary_key), args.out / "summary.json", indent=True)
     for iou_type in ("bbox", "segm"):
         m = metrics[iou_type]
         print(f"{args.name} {iou_type}: AP {m['AP']:.3f}  mAP_w {m['mAP_w']:.3f}  "

@@ -107,6 +107,8 @@ def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project
     page = (project / "offline.html").read_text()
     assert page.count("<svg") >= 10 and "<script" not in page  # curves + per-class bars, offline
     assert "data:image/png;base64," in page  # the overlays
+    assert not (project / "dvc_plots").exists()  # no stray copies of the overlays
+    assert page.count("<svg") == 18  # Facere, Facere+: 6 losses (train+val) + val mAP; 4 bars
     assert not list(project.glob("models/**/*.dvc"))
     _run("git add -A && git -c user.email=t@t -c user.name=t commit -qm run", project)
 

@@ -161,6 +161,10 @@ def test_killed_training_resumes_from_last_checkpoint(data, tmp_path):
     assert final["status"] == "complete" and final["epochs"] == 8
     assert final["aim_run_hash"] == run_info["aim_run_hash"]  # the same Aim run goes on
     assert len(_aim_metrics(tmp_path)) == 1
+    from aim import Repo
+
+    (run,) = Repo.from_path(str(tmp_path)).iter_runs()
+    assert {t.name for t in run.tags} == {"stage:train-facere", "resumed", "finished"}
 
     # A finished run is not resumed: the same command trains again from scratch.
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
