@@ -13,6 +13,8 @@ from typing import Any, Literal, TypeVar, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fashionfail.categories import LabelSpaceName
+
 
 class ConfigError(Exception):
     """A params file or section is wrong; the message names the file and key."""
@@ -76,17 +78,22 @@ class RleEncodeConfig(_Section):
     invalid: Literal["drop", "error"]
 
 
+WEIGHT_KEYWORDS = ("none", "coco")  # TrainConfig.weights values that name no file
+
+
 class TrainConfig(_Section):
     """One training run: Facere and Facere+ differ only in these values."""
 
-    classes: Literal["fashionpedia", "fashionfail"]
+    classes: LabelSpaceName
     arch: str
-    weights: str  # "none" | "coco" | path to a weights file (state dict or Lightning checkpoint)
+    weights: str  # WEIGHT_KEYWORDS or a path to a weights file (state dict or Lightning checkpoint)
     head_init: Literal["random", "remap"]
     min_size: int
     max_size: int
     augment: str
     batch_size: int
+    # facere / facere_plus computed at the model's size (fast) or step by step (literal)
+    augment_impl: Literal["fast", "literal"] = "fast"
     num_workers: int
     shuffle: bool
     max_epochs: int
@@ -116,6 +123,11 @@ class TrainConfig(_Section):
     def _trainer_arguments(cls, v: dict[str, Any]) -> dict[str, Any]:
         check_trainer_arguments(v)
         return v
+
+    @property
+    def weights_file(self) -> Path | None:
+        """`weights` as a file path (~ expanded), or None for the keywords `none` and `coco`."""
+        return None if self.weights in WEIGHT_KEYWORDS else Path(self.weights).expanduser()
 
 
 # pl.Trainer arguments that a TrainConfig field sets (set them there, so there is one place), and
@@ -154,14 +166,16 @@ def check_trainer_arguments(args: dict[str, Any]) -> None:
             raise ValueError(f"{name}: not a pl.Trainer argument{hint}")
 
 
-class EvaluateConfig(_Section):
-    """Shared by the three evaluate stages; paths and class sets come from dvc.yaml."""
+class PredictConfig(_Section):
+    """Inference settings: the predict command's options and the evaluate section's base.
+
+    The one place their rules live (the command line is validated through this model too).
+    """
 
     batch_size: int
     num_workers: int
     device: str
-    score_threshold: float  # overlays only: metrics use every detection the model returns
-    num_overlays: int
+    score_threshold: float  # evaluate: overlays only; metrics use every detection returned
 
     @field_validator("batch_size")
     @classmethod
@@ -170,7 +184,7 @@ class EvaluateConfig(_Section):
             raise ValueError("must be >= 1")
         return v
 
-    @field_validator("num_workers", "num_overlays")
+    @field_validator("num_workers")
     @classmethod
     def _non_negative(cls, v: int) -> int:
         if v < 0:
@@ -183,6 +197,17 @@ class EvaluateConfig(_Section):
         if not 0.0 <= v <= 1.0:
             raise ValueError("must be between 0 and 1")
         return v
+
+
+class EvaluateConfig(PredictConfig):
+    """Shared by the three evaluate stages; paths and class sets come from dvc.yaml."""
+
+    num_overlays: int
+
+    @field_validator("num_overlays")
+    @classmethod
+    def _non_negative_overlays(cls, v: int) -> int:
+        return PredictConfig._non_negative(v)
 
 
 SECTIONS: dict[str, type[_Section]] = {

@@ -45,17 +45,19 @@ IMAGE_DIRS = {
 }
 
 
-def _count_files(folder: Path) -> int:
-    if not folder.is_dir():
-        return 0
-    with os.scandir(folder) as entries:
-        return sum(1 for e in entries if e.is_file())
+def count_files(folder: Path) -> int:
+    """Number of files anywhere under `folder` (0 if it does not exist).
+
+    The one file count of the raw layout: the report's image counts and the official download's
+    check that an extracted zip folder is still complete.
+    """
+    return sum(len(files) for _, _, files in os.walk(folder))
 
 
 def count_images(out_root: Path) -> dict:
     """Number of files in each image folder of the raw layout (0 where a folder is missing)."""
     return {
-        dataset: {split: _count_files(out_root / dataset / "images" / split) for split in splits}
+        dataset: {split: count_files(out_root / dataset / "images" / split) for split in splits}
         for dataset, splits in IMAGE_DIRS.items()
     }
 

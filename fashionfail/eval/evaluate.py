@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from fashionfail.categories import FASHIONPEDIA_NAMES, LabelSpace
+from fashionfail.categories import FASHIONPEDIA_NAMES, LABEL_SPACES, LabelSpace
 from fashionfail.config import EvaluateConfig
 from fashionfail.eval.coco import (
     IOU_TYPES,
@@ -30,7 +30,6 @@ from fashionfail.eval.overlays import draw_detections, save_png, side_by_side
 from fashionfail.inference import ImageItem, group_by_image, load_model, predict, read_image
 from fashionfail.jsonio import DataError, atomic_dir, dump_json
 
-CLASS_SETS = ("fashionpedia", "fashionfail")
 _TABLE_METRICS = ("AP", "AP50", "TP", "FP", "FN")
 
 
@@ -200,8 +199,8 @@ def evaluate(
     "fashionfail" a 46-class model's predictions outside the 22 classes are dropped, as in the
     paper. DataError for bad input (names the file / id); nothing is written then.
     """
-    if classes not in CLASS_SETS:
-        raise DataError(f"unknown class set {classes!r}; use one of {', '.join(CLASS_SETS)}")
+    if classes not in LABEL_SPACES:
+        raise DataError(f"unknown class set {classes!r}; use one of {', '.join(LABEL_SPACES)}")
     gt = load_ground_truth(gt_path)
     items = _gt_items(gt, images_dir)
     model, space = load_model(checkpoint)

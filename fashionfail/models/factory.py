@@ -158,21 +158,29 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], str | 
     of ours, else None.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise ValueError(
-            f"{path}: not a readable torch weights file ({e.__class__.__name__})"
-        ) from None
+    obj = _torch_load(path, "weights file", "torch weights file")
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a state dict or a Lightning checkpoint")
-    if "state_dict" in obj:  # Lightning checkpoint: keys are prefixed with the attribute name
-        state = {k.removeprefix("model."): v for k, v in obj["state_dict"].items()}
+    if "state_dict" in obj:
         classes = obj.get("hyper_parameters", {}).get("train", {}).get("classes")
-        return state, classes
+        return _model_state(obj), classes
     return obj, None
+
+
+def _torch_load(path: Path, name: str, readable_name: str) -> object:
+    """`torch.load` of a weights file or checkpoint (tensors only), with one-line errors."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {name} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        error = e.__class__.__name__
+        raise ValueError(f"{path}: not a readable {readable_name} ({error})") from None
+
+
+def _model_state(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The model's state dict in a Lightning checkpoint (keys prefixed by the module attribute)."""
+    return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
 
 
 def _remap_rows(src: torch.Tensor, rows: list[int], per_class: int) -> torch.Tensor:
@@ -231,12 +239,7 @@ def load_trained(
     `expect_classes`, or if its weights do not fit the architecture it claims (wrong class count).
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: not a readable checkpoint ({e.__class__.__name__})") from None
+    ckpt = _torch_load(path, "checkpoint", "checkpoint")
     cfg = ckpt.get("hyper_parameters", {}).get("train") if isinstance(ckpt, dict) else None
     if not cfg or "state_dict" not in ckpt:
         raise ValueError(
@@ -251,9 +254,8 @@ def load_trained(
     model = build_model(
         cfg["arch"], space.num_classes, min_size=cfg["min_size"], max_size=cfg["max_size"]
     )
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(_model_state(ckpt))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1].strip()
         raise ValueError(f"{path}: weights do not fit {cfg['arch']} with {space.num_classes} "
