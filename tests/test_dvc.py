@@ -138,6 +138,20 @@ def test_experiments_show_params_and_metrics(project):
     show = _run(["dvc", "exp", "show", "--no-pager", "--md"], project)
     assert "lower-lr" in show and "finetune_facere_plus.lr" in show
     assert "val.loss" in show  # dvclive metrics reach `dvc exp show` via top-level metrics:
+    # The README's table (make exps) fits 160 columns and leads with the numbers to compare.
+    table = _run(r"COLUMNS=160 dvc exp show --no-pager --only-changed --drop '.*/' "
+                 r"--keep 'facere\+?\.'", project)  # fmt: skip
+    print(table)
+    lines = table.splitlines()
+    assert max(len(line) for line in lines) <= 160 and "…" not in table, table
+    header = lines[1].split()
+    assert header[:2] == ["Experiment", "Created"], header
+    assert header[2:10] == [
+        "facere.fp_box", "facere.fp_mask", "facere.ff_box", "facere.ff_mask",
+        "facere+.ff_box", "facere+.ff_mask", "facere.best_val_loss", "facere+.best_val_loss",
+    ]  # fmt: skip
+    assert "finetune_facere_plus.lr" in header and "lower-lr" in table
+    assert not any(":" in h or "/" in h for h in header)  # no detail metric (file:name), no dep
     exp_diff = _run(["dvc", "exp", "diff", "HEAD", "lower-lr", "--md"], project)
     assert "finetune_facere_plus.lr" in exp_diff
     _set_param(project, "finetune_facere_plus", "lr", 0.0005)
