@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "detect and segment the images of a folder with a trained checkpoint"),
     "plots": ("fashionfail.plots", "main",
               "the DVC plots (curves, per-class AP, overlays) as one offline HTML page"),
+    "aim-up": ("fashionfail.aim_ui", "main",
+               "`aim up` (same options), with the Aim project named after this one"),
     "train-facere-base": ("fashionfail.compat", "train_facere_base",
                           "the original project's Facere training command"),
     "train-facere-plus": ("fashionfail.compat", "train_facere_plus",
