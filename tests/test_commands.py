@@ -9,14 +9,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from fashionfail.commands import COMMANDS, main
 
+REPO = Path(__file__).resolve().parents[1]
 REPO_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
-    p for p in (str(__import__("pathlib").Path(__file__).resolve().parents[1]),
-                os.environ.get("PYTHONPATH")) if p)}  # fmt: skip
+    p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}  # fmt: skip
 
 
 def test_usage_lists_every_command(capsys):

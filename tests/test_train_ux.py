@@ -4,6 +4,7 @@ log (stdout not a terminal), no noise, and a forced rerun that gives identical f
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -178,3 +179,16 @@ def test_killed_run_found_later_is_tagged_interrupted(tmp_path):
     run.close()
     mark_interrupted(tmp_path, run_hash)
     assert _tags(tmp_path)[run_hash] == {"stage:train-facere", "interrupted"}
+
+
+def test_both_models_are_dvc_artifacts_produced_by_their_stages():
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    artifacts = dvc["artifacts"]
+    assert {name: a["path"] for name, a in artifacts.items()} == {
+        "facere": "models/facere/best.ckpt", "facere-plus": "models/facere_plus/best.ckpt",
+    }  # fmt: skip
+    for name, a in artifacts.items():
+        assert a["type"] == "model" and a["desc"] and a["labels"], name
+        stage_outs = [next(iter(o)) if isinstance(o, dict) else o
+                      for s in dvc["stages"].values() for o in s.get("outs", [])]  # fmt: skip
+        assert str(Path(a["path"]).parent) in stage_outs, name
