@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fashionfail.cli import ERRORS_EPILOG, USER_ERRORS, error_exit, report_errors
 from fashionfail.config import (
+    OPTIMIZERS,
     SOURCES,
     DownloadConfig,
     RleEncodeConfig,
@@ -190,7 +191,7 @@ def build_train_parser(description: str, plus: bool) -> argparse.ArgumentParser:
     ap.add_argument("--max_epochs", "--max-epochs", type=int)
     ap.add_argument("--strategy", help="auto, ddp, ...")
     ap.add_argument("--num_nodes", "--num-nodes", type=int)
-    ap.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    ap.add_argument("--optimizer", choices=OPTIMIZERS)
     ap.add_argument("--lr", type=float)
     ap.add_argument("--num_workers", "--num-workers", type=int)
     ap.add_argument("--arch", help="model architecture (see params.yaml)")

@@ -74,11 +74,17 @@ class SplitConfig(_Section):
         return v
 
 
+InvalidPolicy = Literal["drop", "error"]  # rle-encode: drop and count, or fail
+RLE_POLICIES: tuple[str, ...] = get_args(InvalidPolicy)
+
+
 class RleEncodeConfig(_Section):
-    invalid: Literal["drop", "error"]
+    invalid: InvalidPolicy
 
 
 WEIGHT_KEYWORDS = ("none", "coco")  # TrainConfig.weights values that name no file
+Optimizer = Literal["sgd", "adam", "adamw"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 
 
 class TrainConfig(_Section):
@@ -97,7 +103,7 @@ class TrainConfig(_Section):
     num_workers: int
     shuffle: bool
     max_epochs: int
-    optimizer: Literal["sgd", "adam", "adamw"]
+    optimizer: Optimizer
     lr: float
     momentum: float
     betas: tuple[float, float]
@@ -112,6 +118,9 @@ class TrainConfig(_Section):
     monitor: str
     monitor_mode: Literal["min", "max"]
     eval_map_every_n_epochs: int
+    # val mAP on the first N val images of each rank (a fixed subset; 0: all) and its evaluator
+    eval_map_images: int = 0
+    eval_map_backend: Literal["faster_coco_eval", "pycocotools"] = "faster_coco_eval"
     limit_train_batches: float | int
     log_every_n_steps: int
     # Any other pl.Trainer argument (gradient_clip_val, accumulate_grad_batches, ...), passed on

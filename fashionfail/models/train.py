@@ -217,7 +217,16 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         monitor=cfg.monitor,
         mode=cfg.monitor_mode,
         save_top_k=1,
-        save_last=True,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+    # last.ckpt after every epoch, for resuming. Not `save_last=True` above: Lightning (2.6)
+    # writes that one only when the best checkpoint is written too, so after an epoch that did
+    # not improve, last.ckpt would still be the best epoch's and a resume would repeat epochs.
+    last = ModelCheckpoint(
+        dirpath=paths.out_dir,
+        filename="last",
+        save_top_k=1,
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
@@ -238,6 +247,7 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         logger=loggers,
         callbacks=[
             checkpoint,
+            last,
             _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]),
             AimTags(paths.name, os.environ.get("DVC_EXP_NAME"), resumed=resume_from is not None),
             *([BestScore(paths.live_dir / "best.json", paths.summary_key)]
