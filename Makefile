@@ -26,7 +26,7 @@ bench: setup
 
 # The experiments table that fits 160 columns: mAP_w per evaluation, best val losses, changed params.
 exps: setup
-	dvc exp show --only-changed --drop '.*/' --keep 'facere\+?\.'
+	dvc exp show --only-changed --drop 'Created|.*/' --keep '(plus_)?(fp|ff|best)_'
 
 metrics: setup
 	dvc metrics show eval/*/summary.json dvclive/*/best.json

@@ -23,10 +23,8 @@ from fashionfail.jsonio import dump_json
 
 
 def summary(metrics: dict, key: str) -> dict:
-    """{MODEL: {SET_box: bbox mAP_w, SET_mask: segm mAP_w}} for key "MODEL.SET"."""
-    model, _, test_set = key.rpartition(".")
-    return {model: {f"{test_set}_box": metrics["bbox"]["mAP_w"],
-                    f"{test_set}_mask": metrics["segm"]["mAP_w"]}}  # fmt: skip
+    """{KEY_box: bbox mAP_w, KEY_mask: segm mAP_w}: short, distinct `dvc exp show` columns."""
+    return {f"{key}_box": metrics["bbox"]["mAP_w"], f"{key}_mask": metrics["segm"]["mAP_w"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-aim", action="store_true", help="do not log to Aim")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument(
-        "--summary-key", default="", metavar="MODEL.SET",
-        help="also write OUT/summary.json = {MODEL: {SET_box: mAP_w, SET_mask: mAP_w}}, the "
-        "short columns `dvc exp show` leads with (e.g. facere.fp)",
+        "--summary-key", default="", metavar="KEY",
+        help="also write OUT/summary.json = {KEY_box: mAP_w, KEY_mask: mAP_w}, the short "
+        "columns `dvc exp show` leads with (e.g. fp, ff, plus_ff)",
     )  # fmt: skip
     args = ap.parse_args(argv)
     try:

@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--summary-key",
         default="",
-        help="writes LIVE_DIR/best.json = {KEY: {best_<monitor>: value}} for `dvc exp show`",
+        help="writes LIVE_DIR/best.json = {KEY: best monitored value} for `dvc exp show` "
+        "(e.g. best_loss)",
     )
     args = ap.parse_args(argv)
 

@@ -122,7 +122,7 @@ def test_stage_in_a_log_twice_prints_progress_without_noise_and_gives_identical_
            "--train-img-dir", str(p.train_img_dir), "--val-ann", str(p.val_ann),
            "--val-img-dir", str(p.val_img_dir), "--out-dir", str(p.out_dir),
            "--live-dir", str(p.live_dir), "--aim-repo", str(tmp_path),
-           "--name", "train-facere", "--summary-key", "facere"]  # fmt: skip
+           "--name", "train-facere", "--summary-key", "best_loss"]  # fmt: skip
 
     def run() -> tuple[str, dict[str, bytes]]:
         done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -145,7 +145,7 @@ def test_stage_in_a_log_twice_prints_progress_without_noise_and_gives_identical_
     assert "git_revision" not in (p.live_dir / "params.yaml").read_text()  # git-tracked file
     best = yaml.safe_load((p.live_dir / "best.json").read_text())
     run_info = yaml.safe_load((p.out_dir / "run.json").read_text())
-    assert best == {"facere": {"best_val_loss": pytest.approx(run_info["best_score"])}}
+    assert best == {"best_loss": pytest.approx(run_info["best_score"])}
     assert list(_tags(tmp_path).values()) == [{"stage:train-facere", "finished"}]
 
     _, second = run()

@@ -5,8 +5,8 @@
   when it stopped early (an exception, Ctrl-C, or a kill found out by the next run), `resumed` when
   a later run continued it from last.ckpt.
 - `BestScore`: the best monitored value (the checkpoint kept as best.ckpt) in a small metrics
-  file with a name of its own, e.g. {"facere": {"best_val_loss": 0.49}}, so `dvc exp show` can
-  show it in a short column (dvclive's metrics.json holds the last epoch's values).
+  file with a name of its own, e.g. {"best_loss": 0.49}, so `dvc exp show` can show it in a
+  short column (dvclive's metrics.json holds the last epoch's values).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class AimTags(pl.Callback):
 
 
 class BestScore(pl.Callback):
-    """Writes {key: {"best_<monitor>": value}} to `path` at the end of training (rank 0)."""
+    """Writes {key: best monitored value} to `path` at the end of training (rank 0)."""
 
     def __init__(self, path: Path, key: str):
         self.path, self.key = Path(path), key
@@ -100,6 +100,4 @@ class BestScore(pl.Callback):
         ckpt = trainer.checkpoint_callback
         if not trainer.is_global_zero or ckpt is None or ckpt.best_model_score is None:
             return
-        name = "best_" + str(ckpt.monitor).replace("/", "_")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        dump_json({self.key: {name: float(ckpt.best_model_score)}}, self.path, indent=True)
+        dump_json({self.key: float(ckpt.best_model_score)}, self.path, indent=True)

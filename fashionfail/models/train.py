@@ -47,7 +47,7 @@ class TrainPaths:
     live_dir: Path  # dvclive folder (metrics.json, plots/)
     aim_repo: Path  # folder holding the .aim repository
     name: str  # run name in Aim and the experiment name, e.g. the DVC stage name
-    summary_key: str = ""  # e.g. "facere": live_dir/best.json gets {"facere": {"best_val_loss": x}}
+    summary_key: str = ""  # e.g. "best_loss": live_dir/best.json gets {"best_loss": best score}
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
