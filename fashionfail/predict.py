@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fashionfail.cli import USER_ERRORS, error_exit
+from fashionfail.cli import USER_ERRORS, add_debug_flag, error_exit
 from fashionfail.config import PredictConfig, parse_section
 from fashionfail.jsonio import DataError, atomic_dir, dump_json
 
@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"the exit status is then {EXIT_SKIPPED} if any image was skipped, 0 otherwise."
         ),
     )
+    add_debug_flag(parser)
     add = parser.add_argument
     add("--images", type=Path, required=True, help="folder of images (not recursive)")
     add("--checkpoint", type=Path, required=True, help="Lightning checkpoint of this project")
