@@ -19,6 +19,12 @@ from fashionfail.categories import LABEL_SPACES
 from fashionfail.cli import USER_ERRORS, error_exit, parser
 from fashionfail.config import EvaluateConfig, load_section
 from fashionfail.eval.evaluate import evaluate
+from fashionfail.jsonio import dump_json
+
+
+def summary(metrics: dict, key: str) -> dict:
+    """{KEY_box: bbox mAP_w, KEY_mask: segm mAP_w}: short, distinct `dvc exp show` columns."""
+    return {f"{key}_box": metrics["bbox"]["mAP_w"], f"{key}_mask": metrics["segm"]["mAP_w"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder of the .aim repository (default: .)")  # fmt: skip
     ap.add_argument("--no-aim", action="store_true", help="do not log to Aim")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument(
+        "--summary-key", default="", metavar="KEY",
+        help="also write OUT/summary.json = {KEY_box: mAP_w, KEY_mask: mAP_w}, the short "
+        "columns `dvc exp show` leads with (e.g. fp, ff, plus_ff)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     try:
         cfg = load_section("evaluate", args.params, EvaluateConfig)
@@ -47,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     except USER_ERRORS as e:
         return error_exit(e)
+    if args.summary_key:
+        dump_json(summary(metrics, args.summary_key), args.out / "summary.json", indent=True)
     for iou_type in ("bbox", "segm"):
         m = metrics[iou_type]
         print(f"{args.name} {iou_type}: AP {m['AP']:.3f}  mAP_w {m['mAP_w']:.3f}  "
