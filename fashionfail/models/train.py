@@ -88,8 +88,25 @@ def fingerprint(cfg: TrainConfig, paths: TrainPaths) -> str:
 
 
 def _is_main_process() -> bool:
-    # Lightning's DDP launcher re-runs this script for the other ranks with these set.
-    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+    """Global rank 0, known before torch.distributed starts: the only process that cleans out_dir.
+
+    Asks the cluster environment Lightning itself picks (same order): torchrun / torchelastic set
+    RANK (and GROUP_RANK, not NODE_RANK, for the node), `srun` sets SLURM_PROCID, LSF and MPI their
+    own. Otherwise Lightning's own DDP launcher re-runs this script for the other ranks with
+    LOCAL_RANK and NODE_RANK set.
+    """
+    from lightning_fabric.plugins.environments import (
+        LSFEnvironment,
+        MPIEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
+
+    for env in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment):
+        if env.detect():
+            return env().global_rank() == 0
+    node = os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0))
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(node) == 0
 
 
 def _git_revision() -> str:
@@ -217,8 +234,9 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     )
     # Lightning logs the module's hyper-parameters (the whole TrainConfig) to both loggers.
     run_info = {"git_revision": _git_revision(), "dvc_experiment": os.environ.get("DVC_EXP_NAME", "")}
-    for logger in loggers:
-        logger.log_hyperparams(run_info)
+    if _is_main_process():  # before fit, Lightning's rank-zero guard may not know the node yet
+        for logger in loggers:
+            logger.log_hyperparams(run_info)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
 
     summary = {
