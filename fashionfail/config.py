@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fashionfail.categories import LabelSpaceName
 
 
 class ConfigError(Exception):
@@ -45,10 +47,17 @@ class SyntheticSource(_Section):
     ff_val_images: int
     ff_test_images: int
     max_objects: int
+    # small: `image_size` squares (the embedded default); real: the real data's sizes
+    # (Fashionpedia-like up to 1024 px with varied aspect ratios, FashionFail 2400 x 2400).
+    profile: Literal["small", "real"] = "small"
+
+
+SourceName = Literal["synthetic", "official"]
+SOURCES: tuple[str, ...] = get_args(SourceName)  # the download sources, defined here only
 
 
 class DownloadConfig(_Section):
-    source: Literal["synthetic", "official"]
+    source: SourceName
     official: OfficialSource
     synthetic: SyntheticSource
 
@@ -65,25 +74,36 @@ class SplitConfig(_Section):
         return v
 
 
+InvalidPolicy = Literal["drop", "error"]  # rle-encode: drop and count, or fail
+RLE_POLICIES: tuple[str, ...] = get_args(InvalidPolicy)
+
+
 class RleEncodeConfig(_Section):
-    invalid: Literal["drop", "error"]
+    invalid: InvalidPolicy
+
+
+WEIGHT_KEYWORDS = ("none", "coco")  # TrainConfig.weights values that name no file
+Optimizer = Literal["sgd", "adam", "adamw"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 
 
 class TrainConfig(_Section):
     """One training run: Facere and Facere+ differ only in these values."""
 
-    classes: Literal["fashionpedia", "fashionfail"]
+    classes: LabelSpaceName
     arch: str
-    weights: str  # "none" | "coco" | path to a weights file (state dict or Lightning checkpoint)
+    weights: str  # WEIGHT_KEYWORDS or a path to a weights file (state dict or Lightning checkpoint)
     head_init: Literal["random", "remap"]
     min_size: int
     max_size: int
     augment: str
     batch_size: int
+    # facere / facere_plus computed at the model's size (fast) or step by step (literal)
+    augment_impl: Literal["fast", "literal"] = "fast"
     num_workers: int
     shuffle: bool
     max_epochs: int
-    optimizer: Literal["sgd", "adam", "adamw"]
+    optimizer: Optimizer
     lr: float
     momentum: float
     betas: tuple[float, float]
@@ -100,16 +120,68 @@ class TrainConfig(_Section):
     eval_map_every_n_epochs: int
     limit_train_batches: float | int
     log_every_n_steps: int
+    # Any other pl.Trainer argument (gradient_clip_val, accumulate_grad_batches, ...), passed on
+    # as given; names are checked against pl.Trainer's signature. Absent in older checkpoints.
+    trainer: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("trainer")
+    @classmethod
+    def _trainer_arguments(cls, v: dict[str, Any]) -> dict[str, Any]:
+        check_trainer_arguments(v)
+        return v
+
+    @property
+    def weights_file(self) -> Path | None:
+        """`weights` as a file path (~ expanded), or None for the keywords `none` and `coco`."""
+        return None if self.weights in WEIGHT_KEYWORDS else Path(self.weights).expanduser()
 
 
-class EvaluateConfig(_Section):
-    """Shared by the three evaluate stages; paths and class sets come from dvc.yaml."""
+# pl.Trainer arguments that a TrainConfig field sets (set them there, so there is one place), and
+# those the training stage owns (its loggers, checkpoints and output folder).
+TRAINER_FIELDS = frozenset({
+    "accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs",
+    "deterministic", "limit_train_batches", "log_every_n_steps",
+})  # fmt: skip
+TRAINER_OWNED = frozenset({"logger", "callbacks", "default_root_dir", "enable_checkpointing"})
+
+
+def trainer_parameters() -> list[str]:
+    """The names pl.Trainer() takes, read from its signature (Lightning imported on first use)."""
+    import inspect
+
+    import pytorch_lightning as pl
+
+    return [n for n in inspect.signature(pl.Trainer).parameters if n != "self"]
+
+
+def check_trainer_arguments(args: dict[str, Any]) -> None:
+    """ValueError naming the first argument pl.Trainer does not take, or that is set elsewhere."""
+    import difflib
+
+    if not args:
+        return
+    known = trainer_parameters()
+    for name in args:
+        if name in TRAINER_FIELDS:
+            raise ValueError(f"{name}: set it as the section's own `{name}`, not under trainer")
+        if name in TRAINER_OWNED:
+            raise ValueError(f"{name}: set by the training stage itself, not configurable")
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"{name}: not a pl.Trainer argument{hint}")
+
+
+class PredictConfig(_Section):
+    """Inference settings: the predict command's options and the evaluate section's base.
+
+    The one place their rules live (the command line is validated through this model too).
+    """
 
     batch_size: int
     num_workers: int
     device: str
-    score_threshold: float  # overlays only: metrics use every detection the model returns
-    num_overlays: int
+    score_threshold: float  # evaluate: overlays only; metrics use every detection returned
 
     @field_validator("batch_size")
     @classmethod
@@ -118,7 +190,7 @@ class EvaluateConfig(_Section):
             raise ValueError("must be >= 1")
         return v
 
-    @field_validator("num_workers", "num_overlays")
+    @field_validator("num_workers")
     @classmethod
     def _non_negative(cls, v: int) -> int:
         if v < 0:
@@ -131,6 +203,17 @@ class EvaluateConfig(_Section):
         if not 0.0 <= v <= 1.0:
             raise ValueError("must be between 0 and 1")
         return v
+
+
+class EvaluateConfig(PredictConfig):
+    """Shared by the three evaluate stages; paths and class sets come from dvc.yaml."""
+
+    num_overlays: int
+
+    @field_validator("num_overlays")
+    @classmethod
+    def _non_negative_overlays(cls, v: int) -> int:
+        return PredictConfig._non_negative(v)
 
 
 SECTIONS: dict[str, type[_Section]] = {

@@ -15,9 +15,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from fashionfail.categories import LABEL_SPACES
 from fashionfail.cli import USER_ERRORS, error_exit, parser
 from fashionfail.config import EvaluateConfig, load_section
-from fashionfail.eval.evaluate import CLASS_SETS, evaluate
+from fashionfail.eval.evaluate import evaluate
 from fashionfail.tracking import default_aim_repo
 
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", required=True, type=Path, help="folder of the GT's images")
     ap.add_argument("--checkpoint", required=True, type=Path, help="Lightning checkpoint")
     ap.add_argument(
-        "--classes", required=True, choices=CLASS_SETS,
+        "--classes", required=True, choices=LABEL_SPACES,
         help="evaluated classes; fashionfail drops a 46-class model's other predictions",
     )  # fmt: skip
     ap.add_argument("--out", required=True, type=Path, help="output folder (replaced)")

@@ -1,4 +1,4 @@
-"""fashionfail.predict: image decoding, batched prediction, COCO records and the CLI."""
+"""fashionfail.inference (image decoding, batched prediction, COCO records) and the predict CLI."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from fashionfail.categories import FASHIONFAIL_FP_IDS, LabelSpace
-from fashionfail.jsonio import DataError
-from fashionfail.models.factory import build_model, load_trained
-from fashionfail.predict import (
+from fashionfail.inference import (
     ImageItem,
     list_images,
     load_model,
-    main,
     predict,
     read_image,
     resolve_device,
 )
+from fashionfail.jsonio import DataError
+from fashionfail.models.factory import build_model, load_trained
+from fashionfail.predict import main
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
@@ -226,6 +226,21 @@ def test_help_documents_the_output(capsys):
     for word in ("--images", "--checkpoint", "--out", "--overlays", "--batch-size", "--device",
                  "--score-threshold", "image_id", "sorted"):  # fmt: skip
         assert word in text
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "field"),
+    [("--batch-size", "0", "batch_size"), ("--workers", "-1", "num_workers"),
+     ("--score-threshold", "1.5", "score_threshold")],
+)  # fmt: skip
+def test_cli_options_follow_the_config_rules(tmp_path, capsys, flag, value, field):
+    """The CLI's options are checked by config.PredictConfig, the evaluate section's rules."""
+    out = tmp_path / "out.json"
+    args = ["--images", str(tmp_path), "--checkpoint", "x.ckpt", "--out", str(out), flag, value]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: command line.{field}: ")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_writes_results_and_overlays(tmp_path):

@@ -2,7 +2,7 @@
 
 Output folder (written into a temporary folder beside it, renamed into place at the end, so a
 failure leaves nothing partial):
-    predictions.json  COCO results (dataset category ids), from `fashionfail.predict.predict`
+    predictions.json  COCO results (dataset category ids), from `fashionfail.inference.predict`
     metrics.json      {"bbox": {...}, "segm": {...}, "num_images", "num_predictions", ...}
     per_class.csv     one row per evaluated class (dvc plot data); AP empty where no GT
     per_class.md      the same, readable
@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
 
-from fashionfail.categories import FASHIONPEDIA_NAMES, LabelSpace
+from fashionfail.categories import FASHIONPEDIA_NAMES, LABEL_SPACES, LabelSpace
 from fashionfail.config import EvaluateConfig
 from fashionfail.eval.coco import (
     IOU_TYPES,
@@ -28,18 +27,9 @@ from fashionfail.eval.coco import (
     load_ground_truth,
 )
 from fashionfail.eval.overlays import draw_detections, save_png, side_by_side
-from fashionfail.jsonio import DataError, dump_json
-from fashionfail.predict import (
-    ImageItem,
-    commit_out_dir,
-    group_by_image,
-    load_model,
-    predict,
-    prepare_out_dir,
-    read_image,
-)
+from fashionfail.inference import ImageItem, group_by_image, load_model, predict, read_image
+from fashionfail.jsonio import DataError, atomic_dir, dump_json
 
-CLASS_SETS = ("fashionpedia", "fashionfail")
 _TABLE_METRICS = ("AP", "AP50", "TP", "FP", "FN")
 
 
@@ -208,8 +198,8 @@ def evaluate(
     "fashionfail" a 46-class model's predictions outside the 22 classes are dropped, as in the
     paper. DataError for bad input (names the file / id); nothing is written then.
     """
-    if classes not in CLASS_SETS:
-        raise DataError(f"unknown class set {classes!r}; use one of {', '.join(CLASS_SETS)}")
+    if classes not in LABEL_SPACES:
+        raise DataError(f"unknown class set {classes!r}; use one of {', '.join(LABEL_SPACES)}")
     gt = load_ground_truth(gt_path)
     items = _gt_items(gt, images_dir)
     model, space = load_model(checkpoint)
@@ -227,8 +217,7 @@ def evaluate(
 
     rows = per_class_rows(per_class, class_image_counts(gt, evaluated), len(items), weights)
 
-    tmp = prepare_out_dir(out_dir)
-    try:
+    with atomic_dir(out_dir) as tmp:
         dump_json(records, tmp / "predictions.json")
         dump_json(metrics, tmp / "metrics.json", indent=True)
         _write_csv(rows, tmp / "per_class.csv")
@@ -240,8 +229,4 @@ def evaluate(
             hparams = {"checkpoint": str(checkpoint), "gt": str(gt_path), "classes": classes,
                        **cfg.model_dump()}  # fmt: skip
             log_to_aim(aim_repo, name, metrics, overlays, hparams)
-        commit_out_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return metrics

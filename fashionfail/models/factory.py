@@ -31,7 +31,13 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from fashionfail.categories import LabelSpace
 
-ARCHS = ("maskrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn", "resnet18_fpn", "mobilenet_v3_fpn", "tiny")
+ARCHS = (
+    "maskrcnn_resnet50_fpn_v2",
+    "maskrcnn_resnet50_fpn",
+    "resnet18_fpn",
+    "mobilenet_v3_fpn",
+    "tiny",
+)
 _COCO_WEIGHTS = {
     "maskrcnn_resnet50_fpn_v2": MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
     "maskrcnn_resnet50_fpn": MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
@@ -98,7 +104,9 @@ def build_model(
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
     if coco and arch not in _COCO_WEIGHTS:
-        raise ValueError(f"arch {arch!r} has no COCO weights; use one of {', '.join(_COCO_WEIGHTS)}")
+        raise ValueError(
+            f"arch {arch!r} has no COCO weights; use one of {', '.join(_COCO_WEIGHTS)}"
+        )
     size = {"min_size": min_size, "max_size": max_size}
     if arch in _COCO_WEIGHTS:
         fn = maskrcnn_resnet50_fpn_v2 if arch.endswith("_v2") else maskrcnn_resnet50_fpn
@@ -150,19 +158,29 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], str | 
     of ours, else None.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise ValueError(f"{path}: not a readable torch weights file ({e.__class__.__name__})") from None
+    obj = _torch_load(path, "weights file", "torch weights file")
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a state dict or a Lightning checkpoint")
-    if "state_dict" in obj:  # Lightning checkpoint: keys are prefixed with the attribute name
-        state = {k.removeprefix("model."): v for k, v in obj["state_dict"].items()}
+    if "state_dict" in obj:
         classes = obj.get("hyper_parameters", {}).get("train", {}).get("classes")
-        return state, classes
+        return _model_state(obj), classes
     return obj, None
+
+
+def _torch_load(path: Path, name: str, readable_name: str) -> object:
+    """`torch.load` of a weights file or checkpoint (tensors only), with one-line errors."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {name} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        error = e.__class__.__name__
+        raise ValueError(f"{path}: not a readable {readable_name} ({error})") from None
+
+
+def _model_state(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The model's state dict in a Lightning checkpoint (keys prefixed by the module attribute)."""
+    return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
 
 
 def _remap_rows(src: torch.Tensor, rows: list[int], per_class: int) -> torch.Tensor:
@@ -204,10 +222,16 @@ def load_initial_weights(
     if not any(k in loaded for k in backbone):
         raise ValueError(f"{path}: no backbone weights match this architecture")
     model.load_state_dict(loaded, strict=False)
-    return {"loaded": len(loaded), "reinitialised": len(skipped), "ignored": len(state) - len(loaded)}
+    return {
+        "loaded": len(loaded),
+        "reinitialised": len(skipped),
+        "ignored": len(state) - len(loaded),
+    }
 
 
-def load_trained(path: str | Path, expect_classes: str | None = None) -> tuple[MaskRCNN, LabelSpace]:
+def load_trained(
+    path: str | Path, expect_classes: str | None = None
+) -> tuple[MaskRCNN, LabelSpace]:
     """Rebuild a model trained by this project from its Lightning checkpoint, in eval mode, on CPU.
 
     The architecture, label space and image size come from the checkpoint's hyper-parameters.
@@ -215,15 +239,12 @@ def load_trained(path: str | Path, expect_classes: str | None = None) -> tuple[M
     `expect_classes`, or if its weights do not fit the architecture it claims (wrong class count).
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: not a readable checkpoint ({e.__class__.__name__})") from None
+    ckpt = _torch_load(path, "checkpoint", "checkpoint")
     cfg = ckpt.get("hyper_parameters", {}).get("train") if isinstance(ckpt, dict) else None
     if not cfg or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not a fashionfail training checkpoint (no hyper_parameters.train)")
+        raise ValueError(
+            f"{path}: not a fashionfail training checkpoint (no hyper_parameters.train)"
+        )
     space = LabelSpace(cfg["classes"])
     if expect_classes is not None and space.name != expect_classes:
         raise ValueError(
@@ -233,9 +254,8 @@ def load_trained(path: str | Path, expect_classes: str | None = None) -> tuple[M
     model = build_model(
         cfg["arch"], space.num_classes, min_size=cfg["min_size"], max_size=cfg["max_size"]
     )
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(_model_state(ckpt))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1].strip()
         raise ValueError(f"{path}: weights do not fit {cfg['arch']} with {space.num_classes} "

@@ -68,7 +68,8 @@ class MaskRCNNModule(pl.LightningModule):
             ids = [t["image_id"] for t in targets]
             raise FloatingPointError(f"non-finite {stage} loss {values} on image ids {ids}")
         n = len(images)  # the number of images, not the length of the (images, targets) tuple
-        self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=n, sync_dist=stage == "val")
+        sync = stage == "val"
+        self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=n, sync_dist=sync)
         self.log(f"{stage}/loss", loss, batch_size=n, prog_bar=True, sync_dist=stage == "val")
         return loss
 

@@ -8,8 +8,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Callable
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +23,10 @@ from fashionfail.categories import LabelSpace
 from fashionfail.config import ConfigError, TrainConfig
 from fashionfail.data.detection import DetectionDataset, make_loader
 from fashionfail.data.presets import train_transforms, val_transforms
-from fashionfail.jsonio import DataError, dump_json, load_json
+from fashionfail.jsonio import dump_json, load_json
 from fashionfail.models.factory import load_initial_weights
 from fashionfail.models.module import MaskRCNNModule
+from fashionfail.models.progress import progress_settings, quiet_known_noise
 
 # Failures of a training run that are the user's to fix (reported in one line, no traceback):
 # a bad weights file, a missing path, an accelerator or strategy Lightning cannot provide.
@@ -80,8 +79,8 @@ def fingerprint(cfg: TrainConfig, paths: TrainPaths) -> str:
     """Identity of a run: config and input files. A run may only be resumed by its own kind."""
     h = hashlib.sha256(orjson.dumps(cfg.model_dump(), option=orjson.OPT_SORT_KEYS))
     inputs = [paths.train_ann, paths.val_ann]
-    if cfg.weights not in ("none", "coco"):
-        inputs.append(Path(cfg.weights).expanduser())
+    if cfg.weights_file is not None:
+        inputs.append(cfg.weights_file)
     for p in inputs:
         h.update(_file_digest(p).encode())
     return h.hexdigest()
@@ -178,22 +177,32 @@ def _loggers(cfg: TrainConfig, paths: TrainPaths, info: dict, resume: bool) -> l
 
 def check_config(cfg: TrainConfig) -> None:
     """Reject combinations that would only fail later (after data loading or an epoch)."""
-    train_transforms(cfg.augment)  # unknown preset -> ValueError now
+    train_transforms(cfg.augment, cfg.augment_impl)  # unknown preset -> ValueError now
     if cfg.monitor.startswith(("val/bbox_", "val/segm_")) and cfg.eval_map_every_n_epochs != 1:
         raise ConfigError(
             f"monitor {cfg.monitor!r} is computed only when eval_map_every_n_epochs is 1 "
             f"(it is {cfg.eval_map_every_n_epochs}); monitor val/loss or evaluate every epoch"
         )
-    if cfg.weights not in ("none", "coco") and not Path(cfg.weights).expanduser().is_file():
+    if cfg.weights_file is not None and not cfg.weights_file.is_file():
         raise ConfigError(f"weights: {cfg.weights}: file not found (use none, coco or a path)")
+
+
+def _all_batches(limit: float | int) -> bool:
+    return isinstance(limit, float) and limit == 1.0
 
 
 def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     """Train (or resume) one model; returns a summary with the best checkpoint and score."""
     check_config(cfg)
+    quiet_known_noise()
     pl.seed_everything(cfg.seed, workers=True)
     space = LabelSpace(cfg.classes)
-    train_ds = DetectionDataset(paths.train_img_dir, paths.train_ann, space, train_transforms(cfg.augment))
+    train_ds = DetectionDataset(
+        paths.train_img_dir,
+        paths.train_ann,
+        space,
+        train_transforms(cfg.augment, cfg.augment_impl, cfg.min_size, cfg.max_size),
+    )
     val_ds = DetectionDataset(paths.val_img_dir, paths.val_ann, space, val_transforms(cfg.augment))
     train_loader = make_loader(
         train_ds, cfg.batch_size, shuffle=cfg.shuffle, num_workers=cfg.num_workers, seed=cfg.seed
@@ -202,7 +211,7 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
 
     resume_from, info = _prepare_out_dir(cfg, paths)
     module = MaskRCNNModule(cfg.model_dump())
-    if resume_from is None and cfg.weights not in ("none", "coco"):
+    if resume_from is None and cfg.weights_file is not None:
         counts = load_initial_weights(module.model, cfg.weights, space, cfg.head_init)
         print(f"initial weights from {cfg.weights}: {counts}")
 
@@ -213,10 +222,20 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         monitor=cfg.monitor,
         mode=cfg.monitor_mode,
         save_top_k=1,
-        save_last=True,
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
+    # last.ckpt after every epoch, for resuming. Not `save_last=True` above: Lightning (2.6)
+    # writes that one only when the best checkpoint is written too, so after an epoch that did
+    # not improve, last.ckpt would still be the best epoch's and a resume would repeat epochs.
+    last = ModelCheckpoint(
+        dirpath=paths.out_dir,
+        filename="last",
+        save_top_k=1,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+    progress_bar, progress = progress_settings(cfg.log_every_n_steps)
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -225,23 +244,35 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         precision=resolve_precision(cfg.precision, cfg.accelerator),
         max_epochs=cfg.max_epochs,
         deterministic=cfg.deterministic,
-        limit_train_batches=cfg.limit_train_batches,
+        # None is Lightning's "all batches" without its note that 1.0 means 100 %.
+        limit_train_batches=(
+            None if _all_batches(cfg.limit_train_batches) else cfg.limit_train_batches
+        ),
         log_every_n_steps=cfg.log_every_n_steps,
         logger=loggers,
-        callbacks=[checkpoint, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0])],
+        callbacks=[
+            checkpoint, last, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]), *progress
+        ],
         default_root_dir=str(paths.out_dir),
         enable_model_summary=False,
+        **{"enable_progress_bar": progress_bar, **cfg.trainer},
     )
     # Lightning logs the module's hyper-parameters (the whole TrainConfig) to both loggers.
-    run_info = {"git_revision": _git_revision(), "dvc_experiment": os.environ.get("DVC_EXP_NAME", "")}
+    run_info = {
+        "git_revision": _git_revision(),
+        "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
+    }
+    # Aim only: dvclive's params.yaml is git-tracked, and a revision there changes on every commit
+    # (DVC knows the revision and experiment of its files anyway).
     if _is_main_process():  # before fit, Lightning's rank-zero guard may not know the node yet
-        for logger in loggers:
-            logger.log_hyperparams(run_info)
+        loggers[0].log_hyperparams(run_info)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
 
     summary = {
         "best": str(checkpoint.best_model_path),
-        "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "best_score": (
+            float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
+        ),
         "monitor": cfg.monitor,
         "epochs": trainer.current_epoch,
     }
