@@ -15,3 +15,25 @@ def default_aim_repo() -> Path:
     project, so the experiment's Aim runs land in the project's `.aim` next to the others.
     """
     return Path(os.environ.get("DVC_ROOT") or ".")
+
+
+def ensure_aim_repo(root: Path) -> Path:
+    """Create the Aim repository `root/.aim` if it is missing, safely under concurrency.
+
+    Aim's own creation is not: a run that opens the repository while another process is creating
+    it finds no VERSION file yet and stops ("Trying to open repository ..., which is out of
+    date"), which is what two queued experiments starting together on a fresh project do.
+    """
+    from aim.sdk.configs import get_aim_repo_name
+
+    aim_dir = root / get_aim_repo_name()
+    if (aim_dir / "VERSION").is_file():
+        return root
+    from aim.sdk.repo import Repo
+    from filelock import FileLock
+
+    aim_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(aim_dir / "init.lock")):
+        if not (aim_dir / "VERSION").is_file():
+            Repo.from_path(str(root), init=True)
+    return root

@@ -144,10 +144,17 @@ def test_queue_two_parallel_experiments_keep_their_aim_runs(project, queued):
     assert "train-facere" in runs and "finetune-facere-plus" in runs  # the baseline's, kept
 
     show = run(["dvc", "exp", "show", "--no-pager", "--md"], project)
+    table = [[cell.strip() for cell in line.strip("|").split("|")]
+             for line in show.splitlines() if line.startswith("|")]  # fmt: skip
+    header, rows = table[0], table[2:]
+    loss_cols = [i for i, col in enumerate(header) if col.endswith("val.loss")]
+    lr_col = header.index("finetune_facere_plus.lr")
+    assert loss_cols, header
     for name, lr in QUEUED.items():
-        row = next(line for line in show.splitlines() if name in line)
-        assert str(lr) in row
-        assert re.search(r"\|\s*\d+\.\d+\s*\|", row), row  # metrics, not "-"
+        row = next(row for row in rows if name in row[0])
+        assert float(row[lr_col]) == lr
+        for i in loss_cols:  # Facere's (from the baseline) and Facere+'s (this experiment's)
+            assert float(row[i]) > 0, (header[i], row[i])
 
 
 def test_remote_exp_push_and_pull_through_git_and_dvc_remotes(project, s3, queued, tmp_path):

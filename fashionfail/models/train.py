@@ -27,6 +27,7 @@ from fashionfail.jsonio import dump_json, load_json
 from fashionfail.models.factory import load_initial_weights
 from fashionfail.models.module import MaskRCNNModule
 from fashionfail.models.progress import progress_settings, quiet_known_noise
+from fashionfail.tracking import ensure_aim_repo
 
 # Failures of a training run that are the user's to fix (reported in one line, no traceback):
 # a bad weights file, a missing path, an accelerator or strategy Lightning cannot provide.
@@ -158,6 +159,8 @@ def _loggers(cfg: TrainConfig, paths: TrainPaths, info: dict, resume: bool) -> l
     from dvclive.lightning import DVCLiveLogger
 
     exp = os.environ.get("DVC_EXP_NAME")
+    if _is_main_process():  # the only rank that writes to Aim
+        ensure_aim_repo(paths.aim_repo)  # parallel experiments may start together
     aim = AimLogger(
         repo=str(paths.aim_repo),
         experiment=paths.name,
