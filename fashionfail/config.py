@@ -76,6 +76,9 @@ class TrainConfig(_Section):
     arch: str
     weights: str  # "none" | "coco" | path to a weights file (state dict or Lightning checkpoint)
     head_init: Literal["random", "remap"]
+    # From a checkpoint: "transfer" (copy matching tensors into a fresh, fully trainable model)
+    # or "original" (the checkpoint's own structure, all of it but the two predictors).
+    finetune_init: Literal["transfer", "original"]
     min_size: int
     max_size: int
     augment: str
@@ -98,8 +101,18 @@ class TrainConfig(_Section):
     monitor: str
     monitor_mode: Literal["min", "max"]
     eval_map_every_n_epochs: int
+    val_batch_size: int
+    val_mode: Literal["eval_bn", "train"]  # train: the original's BatchNorm-updating validation
+    val_loss_mean: Literal["per_image", "per_batch"]
     limit_train_batches: float | int
     log_every_n_steps: int
+
+    @field_validator("val_batch_size")
+    @classmethod
+    def _at_least_one(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
 
 
 class EvaluateConfig(_Section):

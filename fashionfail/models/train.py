@@ -26,7 +26,7 @@ from fashionfail.config import ConfigError, TrainConfig
 from fashionfail.data.detection import DetectionDataset, make_loader
 from fashionfail.data.presets import train_transforms, val_transforms
 from fashionfail.jsonio import DataError, dump_json, load_json
-from fashionfail.models.factory import load_initial_weights
+from fashionfail.models.factory import load_initial_weights, load_whole_model, weights_layout
 from fashionfail.models.module import MaskRCNNModule
 
 # Failures of a training run that are the user's to fix (reported in one line, no traceback):
@@ -169,6 +169,10 @@ def check_config(cfg: TrainConfig) -> None:
         )
     if cfg.weights not in ("none", "coco") and not Path(cfg.weights).expanduser().is_file():
         raise ConfigError(f"weights: {cfg.weights}: file not found (use none, coco or a path)")
+    if cfg.finetune_init == "original" and cfg.head_init == "remap":
+        raise ConfigError(
+            "finetune_init: original re-initialises both predictors, so head_init must be random"
+        )
 
 
 def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
@@ -181,13 +185,19 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     train_loader = make_loader(
         train_ds, cfg.batch_size, shuffle=cfg.shuffle, num_workers=cfg.num_workers, seed=cfg.seed
     )
-    val_loader = make_loader(val_ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+    val_loader = make_loader(val_ds, cfg.val_batch_size, shuffle=False, num_workers=cfg.num_workers)
 
     resume_from, info = _prepare_out_dir(cfg, paths)
-    module = MaskRCNNModule(cfg.model_dump())
-    if resume_from is None and cfg.weights not in ("none", "coco"):
-        counts = load_initial_weights(module.model, cfg.weights, space, cfg.head_init)
-        print(f"initial weights from {cfg.weights}: {counts}")
+    from_file = cfg.weights not in ("none", "coco")
+    original = from_file and cfg.finetune_init == "original"
+    layout = weights_layout(cfg.weights) if original else "scratch"
+    module = MaskRCNNModule(cfg.model_dump(), layout=layout)
+    if resume_from is None and from_file:
+        if original:
+            counts = load_whole_model(module.model, cfg.weights)
+        else:
+            counts = load_initial_weights(module.model, cfg.weights, space, cfg.head_init)
+        print(f"initial weights from {cfg.weights} ({cfg.finetune_init}, {layout}): {counts}")
 
     loggers = _loggers(cfg, paths, info, resume=resume_from is not None)
     checkpoint = ModelCheckpoint(
