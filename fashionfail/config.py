@@ -146,6 +146,27 @@ class EvaluateConfig(_Section):
         return v
 
 
+class ExportOnnxConfig(_Section):
+    """The export-onnx stage: opset and how many random images check onnxruntime vs PyTorch."""
+
+    opset: int
+    verify_images: int
+
+    @field_validator("opset")
+    @classmethod
+    def _opset(cls, v: int) -> int:
+        if not 11 <= v <= 21:
+            raise ValueError("must be between 11 and 21 (torch's TorchScript exporter)")
+        return v
+
+    @field_validator("verify_images")
+    @classmethod
+    def _count(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "download": DownloadConfig,
     "split": SplitConfig,
@@ -153,6 +174,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "train_facere": TrainConfig,
     "finetune_facere_plus": TrainConfig,
     "evaluate": EvaluateConfig,
+    "export_onnx": ExportOnnxConfig,
 }
 
 S = TypeVar("S", bound=_Section)
