@@ -1,4 +1,4 @@
-"""Benchmark `fashionfail.predict.predict`, the code path of the predict CLI and evaluate stage.
+"""Benchmark `fashionfail.inference.predict`, the code path of the predict CLI and evaluate stage.
 
     python benchmarks/bench_predict.py [--device cpu] [--tiny-images 16] [--paper-images 3]
 
@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 
 from fashionfail.categories import LabelSpace
+from fashionfail.inference import ImageItem, predict
 from fashionfail.models.factory import build_model
-from fashionfail.predict import ImageItem, predict
 
 
 def _write_images(folder: Path, n: int, height: int, width: int) -> list[ImageItem]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(Exception):
@@ -45,10 +45,17 @@ class SyntheticSource(_Section):
     ff_val_images: int
     ff_test_images: int
     max_objects: int
+    # small: `image_size` squares (the embedded default); real: the real data's sizes
+    # (Fashionpedia-like up to 1024 px with varied aspect ratios, FashionFail 2400 x 2400).
+    profile: Literal["small", "real"] = "small"
+
+
+SourceName = Literal["synthetic", "official"]
+SOURCES: tuple[str, ...] = get_args(SourceName)  # the download sources, defined here only
 
 
 class DownloadConfig(_Section):
-    source: Literal["synthetic", "official"]
+    source: SourceName
     official: OfficialSource
     synthetic: SyntheticSource
 
@@ -106,6 +113,51 @@ class TrainConfig(_Section):
     val_loss_mean: Literal["per_image", "per_batch"]
     limit_train_batches: float | int
     log_every_n_steps: int
+    # Any other pl.Trainer argument (gradient_clip_val, accumulate_grad_batches, ...), passed on
+    # as given; names are checked against pl.Trainer's signature. Absent in older checkpoints.
+    trainer: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("trainer")
+    @classmethod
+    def _trainer_arguments(cls, v: dict[str, Any]) -> dict[str, Any]:
+        check_trainer_arguments(v)
+        return v
+
+
+# pl.Trainer arguments that a TrainConfig field sets (set them there, so there is one place), and
+# those the training stage owns (its loggers, checkpoints and output folder).
+TRAINER_FIELDS = frozenset({
+    "accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs",
+    "deterministic", "limit_train_batches", "log_every_n_steps",
+})  # fmt: skip
+TRAINER_OWNED = frozenset({"logger", "callbacks", "default_root_dir", "enable_checkpointing"})
+
+
+def trainer_parameters() -> list[str]:
+    """The names pl.Trainer() takes, read from its signature (Lightning imported on first use)."""
+    import inspect
+
+    import pytorch_lightning as pl
+
+    return [n for n in inspect.signature(pl.Trainer).parameters if n != "self"]
+
+
+def check_trainer_arguments(args: dict[str, Any]) -> None:
+    """ValueError naming the first argument pl.Trainer does not take, or that is set elsewhere."""
+    import difflib
+
+    if not args:
+        return
+    known = trainer_parameters()
+    for name in args:
+        if name in TRAINER_FIELDS:
+            raise ValueError(f"{name}: set it as the section's own `{name}`, not under trainer")
+        if name in TRAINER_OWNED:
+            raise ValueError(f"{name}: set by the training stage itself, not configurable")
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"{name}: not a pl.Trainer argument{hint}")
 
     @field_validator("val_batch_size")
     @classmethod

@@ -4,8 +4,8 @@ Usage (see --help):
     python -m fashionfail.predict --images DIR --checkpoint CKPT --out results.json \
         [--overlays DIR] [--batch-size N] [--device auto|cpu|cuda] [--score-threshold T]
 
-The evaluation stage calls `predict` as well, so the JSON users get and the JSON the paper's
-metrics are computed on come from one code path.
+This module is the command line only; the inference itself lives in `fashionfail.inference`,
+which the evaluate stage calls as well.
 
 Results file: a COCO results list (what `COCO.loadRes` reads), one record per detection:
 `image_id`, `file_name`, `category_id` (dataset id: Fashionpedia ids for both models), `bbox`
@@ -17,247 +17,13 @@ by name; images without detections have no record.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
+import contextlib
 import sys
-import tempfile
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
-import numpy as np
-import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
-from pycocotools import mask as mask_utils
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
-
-from fashionfail.categories import LabelSpace
 from fashionfail.cli import USER_ERRORS, error_exit
-from fashionfail.jsonio import DataError, dump_json
-from fashionfail.models.factory import load_trained
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
-MASK_THRESHOLD = 0.5  # Mask R-CNN's soft masks are binarised at 0.5 (torchvision, Detectron2)
-
-
-class ImageItem(NamedTuple):
-    """One image to predict: its id in the results, its file and, if known, its (height, width)."""
-
-    image_id: int
-    path: Path
-    size: tuple[int, int] | None = None
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files (by suffix, case-insensitive) directly in `folder`, sorted by file name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: image folder not found")
-    paths = sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-        key=lambda p: p.name,
-    )
-    if not paths:
-        raise DataError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return paths
-
-
-def read_image(path: str | os.PathLike, *, upright: bool = True) -> torch.Tensor:
-    """Decode an image file to a uint8 RGB tensor [3, H, W], upright as its EXIF tag says.
-
-    `upright=False` keeps the stored pixel orientation: COCO annotations (and torchvision's
-    CocoDetection, which training uses) refer to the stored pixels, not the EXIF-rotated view.
-
-    Grayscale and palette images are expanded to RGB; transparent pixels are composited onto
-    white (product photos such as FashionFail's sit on white; black would invent a dark frame).
-    DataError naming the file if it cannot be decoded.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            if upright:
-                im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
-                rgba = im.convert("RGBA")
-                im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-            rgb = np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: cannot decode image ({e})") from None
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
-
-
-class _Images(Dataset):
-    """Decodes images in DataLoader workers, so decoding overlaps with the forward pass."""
-
-    def __init__(self, items: Sequence[ImageItem]):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[ImageItem, torch.Tensor | DataError]:
-        item = self.items[i]
-        try:
-            # Dataset images (size known from the annotations) stay as stored, like in training.
-            image = read_image(item.path, upright=item.size is None)
-        except DataError as e:
-            # Returned, not raised: a DataLoader worker would wrap it in a multi-line traceback.
-            return item, e
-        if item.size is not None and tuple(image.shape[1:]) != tuple(item.size):
-            h, w = item.size
-            return item, DataError(
-                f"{item.path}: image is {image.shape[2]}x{image.shape[1]} (WxH) but the annotation "
-                f"file says {w}x{h} for image id {item.image_id}"
-            )
-        return item, image
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cuda' without a GPU is an error, not a fallback."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise DataError(f"unknown device {device!r}: use auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"device {device!r} requested but no CUDA GPU is available")
-    return dev
-
-
-def _records(
-    output: dict[str, torch.Tensor],
-    item: ImageItem,
-    label_to_category: torch.Tensor,
-    score_threshold: float,
-    allowed: torch.Tensor | None,
-) -> list[dict]:
-    """One image's model output -> COCO result records (dataset category ids, xywh, RLE)."""
-    categories = label_to_category.to(output["labels"].device)[output["labels"]]
-    keep = output["scores"] >= score_threshold
-    if allowed is not None:
-        keep &= torch.isin(categories, allowed.to(categories.device))
-    if not bool(keep.any()):
-        return []
-    # [n, W, H] C-contiguous is [H, W, n] Fortran-ordered, the layout pycocotools encodes from:
-    # transpose on the model's device, so no second copy on the CPU.
-    masks = (output["masks"][keep, 0] > MASK_THRESHOLD).to(torch.uint8).transpose(1, 2)
-    masks = masks.contiguous().cpu().numpy().transpose(2, 1, 0)
-    rles = mask_utils.encode(masks)
-    boxes = output["boxes"][keep].cpu()
-    boxes[:, 2:] -= boxes[:, :2]  # xyxy -> xywh
-    records = []
-    for box, score, category, rle in zip(
-        boxes.tolist(), output["scores"][keep].tolist(), categories[keep].tolist(), rles,
-        strict=True,
-    ):  # fmt: skip
-        records.append({
-            "image_id": item.image_id,
-            "file_name": item.path.name,
-            "category_id": category,
-            "bbox": [round(v, 2) for v in box],
-            "score": score,
-            "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
-        })  # fmt: skip
-    return records
-
-
-def _collate(batch: list) -> list:
-    return batch
-
-
-def predict(
-    model: torch.nn.Module,
-    space: LabelSpace,
-    images: Sequence[ImageItem],
-    *,
-    batch_size: int = 1,
-    device: str = "auto",
-    score_threshold: float = 0.0,
-    keep_categories: Collection[int] | None = None,
-    num_workers: int = 0,
-    progress: bool = True,
-) -> list[dict]:
-    """Predict every image and return COCO result records (see the module docstring).
-
-    Batched forward passes under `torch.inference_mode()`; images are decoded by `num_workers`
-    DataLoader workers. Detections scoring below `score_threshold`, or whose dataset category is
-    not in `keep_categories` (when given), are dropped. Raises DataError naming the first image
-    that cannot be decoded or whose size disagrees with `ImageItem.size`.
-    """
-    if batch_size < 1:
-        raise DataError(f"batch size must be >= 1, got {batch_size}")
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
-    label_to_category = torch.tensor(
-        [-1] + [space.to_category(label) for label in range(1, space.num_classes)]
-    )
-    allowed = None if keep_categories is None else torch.tensor(sorted(keep_categories))
-    loader = DataLoader(
-        _Images(images), batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
-        pin_memory=dev.type == "cuda",
-    )  # fmt: skip
-    results: list[dict] = []
-    with (
-        torch.inference_mode(),
-        tqdm(total=len(images), unit="img", desc="predict", disable=not progress) as bar,
-    ):
-        for batch in loader:
-            for _, image in batch:
-                if isinstance(image, DataError):
-                    raise image
-            # uint8 over the bus (4x less than float), scaled on the device.
-            inputs = [image.to(dev, non_blocking=True).float().div_(255) for _, image in batch]
-            outputs = model(inputs)
-            for (item, _), output in zip(batch, outputs, strict=True):
-                results.extend(_records(output, item, label_to_category, score_threshold, allowed))
-            bar.update(len(batch))
-    return results
-
-
-def load_model(
-    checkpoint: str | os.PathLike, expect_classes: str | None = None
-) -> tuple[torch.nn.Module, LabelSpace]:
-    """`load_trained`, with its errors turned into one-line DataErrors naming the file."""
-    try:
-        return load_trained(checkpoint, expect_classes=expect_classes)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        message = e.args[0] if e.args else str(e)
-        raise DataError(str(message)) from None
-
-
-def group_by_image(records: Sequence[dict]) -> dict[int, list[dict]]:
-    """Index result records by image id (one pass)."""
-    by_image: dict[int, list[dict]] = {}
-    for r in records:
-        by_image.setdefault(r["image_id"], []).append(r)
-    return by_image
-
-
-def prepare_out_dir(path: str | os.PathLike) -> Path:
-    """A fresh temporary folder beside `path`; `commit_out_dir` renames it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700; give the folder normal permissions
-    return tmp
-
-
-def commit_out_dir(tmp: Path, path: str | os.PathLike) -> None:
-    """Replace `path` (if any) by the finished folder `tmp`."""
-    path = Path(path)
-    if path.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-        os.replace(path, old / path.name)
-        os.replace(tmp, path)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, path)
+from fashionfail.jsonio import DataError, atomic_dir, dump_json
 
 
 def run(
@@ -271,8 +37,23 @@ def run(
     score_threshold: float = 0.5,
     num_workers: int = 0,
 ) -> int:
-    """The CLI's work: returns the number of detections written."""
+    """The CLI's work: returns the number of detections written.
+
+    The results file and the overlay folder are written atomically; the overlay folder is
+    renamed into place only after the results file is.
+    """
+    # Imported here, after argument parsing: torch and friends take seconds to import.
+    from tqdm import tqdm
+
     from fashionfail.eval.overlays import draw_detections, save_png
+    from fashionfail.inference import (
+        ImageItem,
+        group_by_image,
+        list_images,
+        load_model,
+        predict,
+        read_image,
+    )
 
     if overlays is not None and overlays.exists() and any(overlays.iterdir()):
         raise DataError(f"{overlays}: overlay folder exists and is not empty")
@@ -283,9 +64,9 @@ def run(
         model, space, items, batch_size=batch_size, device=device,
         score_threshold=score_threshold, num_workers=num_workers,
     )  # fmt: skip
-    tmp = prepare_out_dir(overlays) if overlays is not None else None
-    try:
-        if tmp is not None:
+    with contextlib.ExitStack() as stack:
+        if overlays is not None:
+            tmp = stack.enter_context(atomic_dir(overlays))
             by_image = group_by_image(records)
             names = space.names()
             for item in tqdm(items, unit="img", desc="overlays"):
@@ -293,12 +74,6 @@ def run(
                 drawn = draw_detections(image, by_image.get(item.image_id, []), names)
                 save_png(drawn, tmp / f"{item.path.stem}.png")
         dump_json(records, out)
-        if tmp is not None:
-            commit_out_dir(tmp, overlays)
-            tmp = None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return len(records)
 
 

@@ -3,9 +3,9 @@
 Polygons become the RLE of the union of their parts (pycocotools merge(frPyObjects(...))),
 uncompressed RLE is compressed, compressed RLE is kept. Invalid geometry (unknown image id,
 zero-size or malformed bbox, empty segmentation, polygon parts with < 6 or an odd number of values,
-RLE of the wrong size, empty masks) is dropped and counted in the report (--invalid drop) or fails
-the stage naming the annotation id (--invalid error). In a multi-part polygon only the invalid
-parts are dropped (counted under dropped_polygon_parts).
+RLE of the wrong size, empty masks) is dropped and counted in the report (params
+`rle_encode.invalid: drop`) or fails the stage naming the annotation id (`invalid: error`). In a
+multi-part polygon only the invalid parts are dropped (counted under dropped_polygon_parts).
 """
 
 from __future__ import annotations
@@ -14,11 +14,18 @@ import argparse
 import sys
 
 from fashionfail.cli import USER_ERRORS, error_exit, parser
-from fashionfail.data.rle import POLICIES, encode_file
+from fashionfail.config import RleEncodeConfig, load_section
+from fashionfail.data.rle import encode_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__)
+    p.add_argument(
+        "--params",
+        default="params.yaml",
+        help="params file; its `rle_encode` section (invalid: drop | error) is read "
+        "(default: %(default)s)",
+    )
     p.add_argument("--ann", required=True, help="input COCO annotation file")
     p.add_argument("--out", required=True, help="output annotation file")
     p.add_argument(
@@ -26,13 +33,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="JSON report (counts per segmentation kind, dropped annotations per "
         "reason with example ids); default: <OUT stem>.report.json next to OUT",
-    )
-    p.add_argument(
-        "--invalid",
-        choices=POLICIES,
-        default="drop",
-        help="what to do with invalid geometry (default: %(default)s; dvc.yaml passes "
-        "params.yaml rle_encode.invalid)",
     )
     p.add_argument(
         "--workers",
@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        report = encode_file(args.ann, args.out, args.report, args.invalid, args.workers)
+        cfg = load_section("rle_encode", args.params, RleEncodeConfig)
+        report = encode_file(args.ann, args.out, args.report, cfg.invalid, args.workers)
     except USER_ERRORS as e:
         return error_exit(e)
     dropped = report["dropped"]["counts"]

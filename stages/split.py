@@ -1,7 +1,8 @@
 """DVC stage `split`: the paper's image-wise train/val split of an annotation file.
 
 The val image ids are exactly sklearn's train_test_split(image ids in file order,
-test_size=VAL_FRACTION, random_state=SEED); images and annotations keep their file order.
+test_size=split.val_fraction, random_state=split.seed) with the params file's `split` section;
+images and annotations keep their file order.
 """
 
 from __future__ import annotations
@@ -10,38 +11,27 @@ import argparse
 import sys
 
 from fashionfail.cli import USER_ERRORS, error_exit, parser
-from fashionfail.config import SplitConfig, parse_section
+from fashionfail.config import SplitConfig, load_section
 from fashionfail.data.split import split_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__)
+    p.add_argument(
+        "--params",
+        default="params.yaml",
+        help="params file; its `split` section (val_fraction, seed) is read (default: %(default)s)",
+    )
     p.add_argument("--ann", required=True, help="input COCO annotation file")
     p.add_argument("--train-out", required=True, help="output: the train part")
     p.add_argument("--val-out", required=True, help="output: the val part")
-    p.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.25,
-        help="share of images for val, sklearn's test_size (default: %(default)s, "
-        "the paper's; dvc.yaml passes params.yaml split.val_fraction)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=42,
-        help="sklearn's random_state (default: %(default)s, the paper's; dvc.yaml "
-        "passes params.yaml split.seed)",
-    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        cfg = parse_section(
-            SplitConfig, {"val_fraction": args.val_fraction, "seed": args.seed}, "split arguments"
-        )
+        cfg = load_section("split", args.params, SplitConfig)
         counts = split_file(args.ann, args.train_out, args.val_out, cfg.val_fraction, cfg.seed)
     except USER_ERRORS as e:
         return error_exit(e)

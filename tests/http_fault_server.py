@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from fashionfail.config import OfficialSource
-from fashionfail.data.download import FF_TRANSFORM
+from fashionfail.data.fashionfail_download import FF_TRANSFORM
 
 
 @dataclass(frozen=True)

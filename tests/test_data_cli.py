@@ -86,10 +86,23 @@ def test_split_rejects_bad_input(tmp_path: Path, tiny_coco: dict, how: str) -> N
     _assert_clean_failure(proc, path, expected)
 
 
+def _params_with(tmp_path: Path, section: str, **values: object) -> Path:
+    """params.yaml with `values` set in `section`, written to a folder of its own."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params[section].update(values)
+    path = tmp_path / "params" / "params.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
 @pytest.mark.parametrize("how", ["malformed", "not_an_object", *CASES])
 def test_rle_encode_rejects_bad_input(tmp_path: Path, tiny_coco: dict, how: str) -> None:
-    path, expected = _bad_file(tmp_path, tiny_coco, how)
-    proc = _run(RLE, "--ann", path, "--out", tmp_path / "out.json", "--invalid", "error")
+    params = _params_with(tmp_path, "rle_encode", invalid="error")
+    data = tmp_path / "data"
+    data.mkdir()
+    path, expected = _bad_file(data, tiny_coco, how)
+    proc = _run(RLE, "--params", params, "--ann", path, "--out", data / "out.json")
     _assert_clean_failure(proc, path, expected)
 
 
@@ -103,19 +116,44 @@ def test_rle_encode_drops_unknown_image_by_default(tmp_path: Path, tiny_coco: di
 
 
 def test_split_rejects_bad_fraction(tiny_coco_path: Path, tmp_path: Path) -> None:
+    params = _params_with(tmp_path, "split", val_fraction=1.5)
     proc = _run(
-        SPLIT,
-        "--ann",
-        tiny_coco_path,
-        "--train-out",
-        tmp_path / "a.json",
-        "--val-out",
-        tmp_path / "b.json",
-        "--val-fraction",
-        "1.5",
-    )
-    assert proc.returncode == 1 and "val_fraction" in proc.stderr
+        SPLIT, "--params", params, "--ann", tiny_coco_path,
+        "--train-out", tmp_path / "a.json", "--val-out", tmp_path / "b.json",
+    )  # fmt: skip
+    assert proc.returncode == 1 and f"{params}:split.val_fraction" in proc.stderr
     assert not (tmp_path / "a.json").exists()
+
+
+@pytest.mark.parametrize(("script", "section"), [(SPLIT, "split"), (RLE, "rle_encode")])
+def test_data_stages_read_their_params_section(
+    tiny_coco_path: Path, tmp_path: Path, script: Path, section: str
+) -> None:
+    """Like every stage: the section through the typed config, unknown keys rejected."""
+    params = _params_with(tmp_path, section, val_fractoin=0.3)
+    outs = (
+        ["--train-out", tmp_path / "a.json", "--val-out", tmp_path / "b.json"]
+        if script == SPLIT
+        else ["--out", tmp_path / "out.json"]
+    )
+    proc = _run(script, "--params", params, "--ann", tiny_coco_path, *outs)
+    assert proc.returncode == 1, proc.stderr
+    assert f"{params}:{section}.val_fractoin: Extra inputs are not permitted" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["params", tiny_coco_path.name])
+
+
+def test_split_uses_the_params_section(tiny_coco_path: Path, tmp_path: Path) -> None:
+    counts = {}
+    for fraction in (0.25, 0.5):
+        params = _params_with(tmp_path, "split", val_fraction=fraction)
+        out = tmp_path / str(fraction)
+        proc = _run(
+            SPLIT, "--params", params, "--ann", tiny_coco_path,
+            "--train-out", out / "a.json", "--val-out", out / "b.json",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        counts[fraction] = len(load_json(out / "b.json")["images"])
+    assert counts[0.5] > counts[0.25]
 
 
 @pytest.fixture

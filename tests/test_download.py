@@ -26,16 +26,15 @@ from http_fault_server import (  # tests/ is on sys.path (pytest rootdir import)
 )
 
 from fashionfail.config import ConfigError
-from fashionfail.data.download import (
+from fashionfail.data.download import download_official
+from fashionfail.data.fashionfail_download import (
     FF_TRANSFORM,
-    DownloadError,
     MissingImagesError,
-    download_official,
-    extract_zip,
-    fetch_file,
     ff_image_url,
     read_ff_images,
 )
+from fashionfail.data.fashionpedia_download import extract_zip
+from fashionfail.data.transfer import DownloadError, fetch_file
 from fashionfail.jsonio import DataError
 
 BOOKKEEPING = {

@@ -95,6 +95,12 @@ def test_data_stages_rerun_only_what_a_param_change_touches(project):
     assert _ran(out) == {"split", "rle-encode"}
     assert "Stage 'download' didn't change, skipping" in out
     _run(["git", "checkout", "params.yaml"], project)
+    # rle-encode reads its section through the typed config: dvc.yaml's `params:` scopes it.
+    _run(["dvc", "repro", "rle-encode"], project)
+    _set_param(project, "rle_encode", "invalid", "error")
+    assert "rle_encode" in _run(["dvc", "status", "rle-encode"], project)
+    assert "up to date" in _run(["dvc", "status", "download", "split"], project)
+    _run(["git", "checkout", "params.yaml"], project)
 
 
 def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project):

@@ -18,7 +18,7 @@ from fashionfail.onnx_runtime import (
     OnnxModel,
     compare_detections,
 )
-from fashionfail.predict import read_image
+from fashionfail.inference import read_image
 
 REPO = Path(__file__).resolve().parents[1]
 # Boosted labels: a random tiny model then returns confident detections of these classes.

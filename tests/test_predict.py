@@ -1,4 +1,4 @@
-"""fashionfail.predict: image decoding, batched prediction, COCO records and the CLI."""
+"""fashionfail.inference (image decoding, batched prediction, COCO records) and the predict CLI."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from fashionfail.categories import FASHIONFAIL_FP_IDS, LabelSpace
-from fashionfail.jsonio import DataError
-from fashionfail.models.factory import build_model, load_trained
-from fashionfail.predict import (
+from fashionfail.inference import (
     ImageItem,
     list_images,
     load_model,
-    main,
     predict,
     read_image,
     resolve_device,
 )
+from fashionfail.jsonio import DataError
+from fashionfail.models.factory import build_model, load_trained
+from fashionfail.predict import main
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64

@@ -58,20 +58,24 @@ def _ff(root: Path, split: str) -> tuple[list[int], list[int]]:
     return [i["id"] for i in data["images"]], [a["id"] for a in data["annotations"]]
 
 
-def test_synthetic_run_replaces_an_official_layout(server: FakeOfficial, tmp_path: Path) -> None:
+def test_synthetic_run_replaces_an_official_layout(
+    server: FakeOfficial, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     out = tmp_path / "raw"
     run_download(_cfg("official", server), out)
     (out / "fashionfail" / "images" / "train" / "stray.jpg").write_bytes(b"stray")
     (out / "fashionpedia" / "train2020.zip.part").write_bytes(b"part")
 
+    caplog.set_level("INFO", logger="fashionfail.data.sources")
     report = run_download(_cfg("synthetic", server), out)
 
-    assert (report["status"], report["wiped"]) == ("complete", ["fashionpedia", "fashionfail"])
+    assert report["status"] == "complete"
+    assert "removed fashionpedia, fashionfail before the synthetic run" in caplog.text
     fresh = tmp_path / "fresh"
     run_download(_cfg("synthetic", server), fresh)
     # Exactly a fresh synthetic layout: no stray, official or bookkeeping file survives.
     tree, fresh_tree = read_tree(out), read_tree(fresh)
-    del tree[REPORT_NAME], fresh_tree[REPORT_NAME]  # they differ in "wiped"
+    # The report too: what a run wiped is not in it (a fresh clone's run wipes nothing).
     assert tree == fresh_tree
 
 
@@ -97,20 +101,26 @@ def test_failed_synthetic_run_still_wipes_before_official(
     assert_tree(tmp_path, expected_tree(server), BOOKKEEPING)
 
 
-def test_official_run_replaces_a_synthetic_layout(server: FakeOfficial, tmp_path: Path) -> None:
+def test_official_run_replaces_a_synthetic_layout(
+    server: FakeOfficial, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     run_download(_cfg("synthetic", server), tmp_path)
     assert load_json(tmp_path / REPORT_NAME)["source"] == "synthetic"
 
+    caplog.set_level("INFO", logger="fashionfail.data.sources")
     report = run_download(_cfg("official", server), tmp_path)
 
-    assert (report["status"], report["wiped"]) == ("complete", ["fashionpedia", "fashionfail"])
+    assert report["status"] == "complete"
+    assert "removed fashionpedia, fashionfail before the official run" in caplog.text
     # Exactly the served files (byte for byte) and the bookkeeping: no synthetic file left.
     assert_tree(tmp_path, expected_tree(server), BOOKKEEPING)
     assert load_json(tmp_path / REPORT_NAME) == report
 
 
 @pytest.mark.parametrize("left", ["no report", "failed", "running"])
-def test_interrupted_official_run_resumes(server: FakeOfficial, tmp_path: Path, left: str) -> None:
+def test_interrupted_official_run_resumes(
+    server: FakeOfficial, tmp_path: Path, left: str, caplog: pytest.LogCaptureFixture
+) -> None:
     server.add_faults(ZIP_TRAIN, Fault("drop", 700))
     with pytest.raises(DataError, match=r"train2020\.zip: failed after 1 .*\(report: "):
         run_download(_cfg("official", server, retries=1), tmp_path)
@@ -122,9 +132,10 @@ def test_interrupted_official_run_resumes(server: FakeOfficial, tmp_path: Path, 
     elif left == "running":  # killed mid-run: the stub written at the start
         report_path.write_text(json.dumps({"source": "official", "status": "running"}))
 
+    caplog.set_level("INFO", logger="fashionfail.data.sources")
     report = run_download(_cfg("official", server), tmp_path)
 
-    assert (report["status"], report["wiped"]) == ("complete", [])
+    assert report["status"] == "complete" and "removed" not in caplog.text
     assert [e.range for e in server.requests_for(ZIP_TRAIN)] == [None, "bytes=700-"]
     assert report["official"]["files"]["fashionpedia/train2020.zip"]["status"] == "resumed"
     assert len(server.requests_for(f"{FF}/ff_train.json")) == 1  # kept, not fetched again

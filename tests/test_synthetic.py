@@ -199,3 +199,44 @@ def test_class_looks_are_distinct() -> None:
     assert class_appearance(13).shape == "pair"  # glasses: two lenses
     with pytest.raises(ValueError):
         class_appearance(NUM_FASHIONPEDIA)
+
+
+@pytest.mark.slow
+def test_real_profile_sizes(tmp_path: Path) -> None:
+    """profile real: Fashionpedia-like images up to 1024 px with varied aspect ratios and several
+    objects, FashionFail 2400 x 2400, in the same formats; masks agree with the stored boxes."""
+    cfg = SyntheticSource(
+        seed=1, image_size=64, fp_train_images=6, fp_val_images=1, ff_train_images=1,
+        ff_val_images=1, ff_test_images=1, max_objects=13, profile="real",
+    )  # fmt: skip
+    report = generate(cfg, tmp_path)
+    assert report["profile"] == "real"
+    fp = load_json(tmp_path / "fashionpedia" / "instances_attributes_train2020.json")
+    assert set(fp) == FP_KEYS and all(set(i) == FP_IMAGE_KEYS for i in fp["images"])
+    sides = [(i["height"], i["width"]) for i in fp["images"]]
+    assert all(max(s) == 1024 and 0.55 * 1024 - 1 <= min(s) <= 1024 for s in sides)
+    assert len({s for s in sides}) > 1  # varied aspect ratios
+    per_image = Counter(a["image_id"] for a in fp["annotations"])
+    assert sum(per_image.values()) / len(fp["images"]) >= 4  # several objects per image
+    multi = [a for a in fp["annotations"] if isinstance(a["segmentation"], list)]
+    assert any(len(a["segmentation"]) == 2 for a in multi)  # multi-part polygons
+    images = {i["id"]: i for i in fp["images"]}
+    for a in fp["annotations"]:
+        img = images[a["image_id"]]
+        m = _mask(a["segmentation"], img["height"], img["width"])
+        rle = mask_utils.encode(np.asfortranarray(m))
+        assert a["area"] == int(mask_utils.area(rle)) > 0
+        assert a["bbox"] == pytest.approx(mask_utils.toBbox(rle).tolist())
+    first = images[fp["annotations"][0]["image_id"]]
+    pixels = Image.open(tmp_path / "fashionpedia" / "images" / "train" / first["file_name"])
+    assert pixels.size == (first["width"], first["height"])
+    for split in FF_SPLITS:
+        ff = load_json(tmp_path / "fashionfail" / f"ff_{split}.json")
+        assert set(ff) == FF_KEYS
+        img = ff["images"][0]
+        assert (img["width"], img["height"]) == (2400, 2400)
+        with Image.open(tmp_path / "fashionfail" / "images" / split / img["file_name"]) as im:
+            assert im.size == (2400, 2400)
+        seg = ff["annotations"][0]["segmentation"]
+        assert seg["size"] == [2400, 2400]
+        assert _mask(seg, 2400, 2400).sum() == ff["annotations"][0]["area"]

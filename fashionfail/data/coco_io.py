@@ -20,7 +20,6 @@ import contextlib
 import gc
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import msgspec
 

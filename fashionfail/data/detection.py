@@ -63,7 +63,9 @@ class DetectionDataset(Dataset):
         self.space = space
         self.transforms = transforms
         # Index once: model label per category id of this file.
-        self._lut = {cid: space.to_label(cid) for cid in base.coco.getCatIds() if space.contains(cid)}
+        self._lut = {
+            cid: space.to_label(cid) for cid in base.coco.getCatIds() if space.contains(cid)
+        }
 
     def _check(self, base: CocoDetection, space: LabelSpace) -> None:
         if not base.ids:
@@ -93,7 +95,8 @@ class DetectionDataset(Dataset):
         except (OSError, UnidentifiedImageError, SyntaxError) as e:
             info = self.base.coco.imgs[self.ids[index]]
             raise DataError(
-                f"{self.img_dir / info['file_name']}: cannot decode image (image id {info['id']}): {e}"
+                f"{self.img_dir / info['file_name']}: cannot decode image "
+                f"(image id {info['id']}): {e}"
             ) from None
         target = self._to_model_target(image, target)
         if self.transforms is not None:

@@ -93,7 +93,9 @@ def train_transforms(name: str) -> v2.Compose:
 def val_transforms(name: str) -> v2.Compose:
     """The validation recipe matching training recipe `name` (no randomness)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown augmentation preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise ValueError(
+            f"unknown augmentation preset {name!r}; choose one of {', '.join(PRESETS)}"
+        )
     # The paper sanitises Facere's val boxes (min 10 px) but not Facere+'s.
     sanitize = [v2.SanitizeBoundingBoxes(min_size=10)] if name == "facere" else []
     return v2.Compose(

@@ -33,30 +33,31 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from fashionfail.config import DownloadConfig
+from fashionfail.config import SOURCES, DownloadConfig
 from fashionfail.jsonio import DataError, dump_json, load_json
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "download_report.json"
-SOURCES = ("synthetic", "official")
 IMAGE_DIRS = {
     "fashionpedia": ("train", "test"),
     "fashionfail": ("train", "val", "test"),
 }
 
 
-def _count_files(folder: Path) -> int:
-    if not folder.is_dir():
-        return 0
-    with os.scandir(folder) as entries:
-        return sum(1 for e in entries if e.is_file())
+def count_files(folder: Path) -> int:
+    """Number of files anywhere under `folder` (0 if it does not exist).
+
+    The one file count of the raw layout: the report's image counts and the official download's
+    check that an extracted zip folder is still complete.
+    """
+    return sum(len(files) for _, _, files in os.walk(folder))
 
 
 def count_images(out_root: Path) -> dict:
     """Number of files in each image folder of the raw layout (0 where a folder is missing)."""
     return {
-        dataset: {split: _count_files(out_root / dataset / "images" / split) for split in splits}
+        dataset: {split: count_files(out_root / dataset / "images" / split) for split in splits}
         for dataset, splits in IMAGE_DIRS.items()
     }
 
@@ -108,13 +109,15 @@ def run_download(cfg: DownloadConfig, out_root: str | os.PathLike) -> dict:
     """Fill `out_root` from `cfg.source` and write `out_root/download_report.json` atomically.
 
     Wipes first where the module docstring says so. The report holds the source, the status, the
-    folders wiped, the image counts found on disk and the source's own report. On a DataError the
+    image counts found on disk and the source's own report. On a DataError the
     report is written with status "failed" and a DataError naming it is raised.
     """
     out_root = Path(out_root)
     report_path = out_root / REPORT_NAME
+    # What was wiped is logged, not reported: the report is a git-tracked output and must be
+    # the same on a fresh clone (nothing to wipe) as after a rerun (DVC kept the folders).
+    wipe_for(cfg.source, out_root)
     report: dict[str, Any] = {"source": cfg.source, "status": "running"}
-    report["wiped"] = wipe_for(cfg.source, out_root)
     dump_json(report, report_path, indent=True)
     try:
         details = _fetch(cfg, out_root)

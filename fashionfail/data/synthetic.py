@@ -33,6 +33,10 @@ JPEG_QUALITY = 92
 NUM_ATTRIBUTES = 294
 RLE_FRACTION = 0.05  # share of Fashionpedia annotations stored as compressed RLE (real: ~3.4 %)
 FF_URL_PREFIX = "https://assetmanagerpim-res.cloudinary.com/images/"
+# Profile `real` (download.synthetic.profile): the real data's image sizes.
+REAL_FP_LONG_SIDE = 1024  # Fashionpedia: at most 1024 px on the long side
+REAL_FP_HALF_RANGE = (0.04, 0.13)  # object half-sizes / short side: ~7 objects fit, some small
+REAL_FF_SIZE = 2400  # FashionFail product shots: 2400 x 2400
 
 # Shapes in the unit frame (x right, y down, half-size ~1). Each is a list of polygons; the
 # two-part ones exercise multi-polygon segmentations: "pair" has two disjoint parts (glasses'
@@ -140,9 +144,15 @@ class _Object:
 
 
 def _make_object(
-    rng: np.random.Generator, fp_id: int, size: int, half: float, centre: tuple[float, float]
+    rng: np.random.Generator,
+    fp_id: int,
+    size: int | tuple[int, int],
+    half: float,
+    centre: tuple[float, float],
 ) -> _Object:
-    """Place class `fp_id` with half-size `half` px around `centre`, rasterise its true mask."""
+    """Place class `fp_id` with half-size `half` px around `centre` (x, y) in an image of `size`
+    (a side, or (height, width)), rasterise its true mask."""
+    height, width = (size, size) if isinstance(size, int) else size
     angle = rng.uniform(-15, 15)
     aspect = rng.uniform(0.8, 1.25)
     rad = np.radians(angle)
@@ -151,9 +161,9 @@ def _make_object(
     polygons = []
     for part in _unit_shape(class_appearance(fp_id).shape):
         xy = (part * scale) @ rot.T + np.asarray(centre)
-        xy = np.clip(xy, 0.5, size - 0.5)
+        xy = np.clip(xy, 0.5, np.array([width, height]) - 0.5)
         polygons.append([round(float(v), 2) for v in xy.ravel()])
-    rle = mask_utils.merge(mask_utils.frPyObjects(polygons, size, size))
+    rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
     return _Object(fp_id, polygons, rle, mask_utils.decode(rle), angle)
 
 
@@ -161,7 +171,10 @@ def _paint(img: np.ndarray, obj: _Object, rng: np.random.Generator) -> None:
     """Paint `obj` into `img` exactly on its mask pixels, with its class colour and texture."""
     look = class_appearance(obj.category_id)
     colour = np.asarray(look.colour, float) * rng.uniform(0.85, 1.1) + rng.uniform(-10, 10, 3)
-    ys, xs = np.nonzero(obj.mask)
+    # Search the mask only inside its box (same pixels, same order as over the whole image).
+    x0, y0, w, h = (int(v) for v in mask_utils.toBbox(obj.rle))
+    ys, xs = np.nonzero(obj.mask[y0 : y0 + h + 1, x0 : x0 + w + 1])
+    ys, xs = ys + y0, xs + x0
     shade = np.ones(len(ys))
     if look.texture == "stripes":
         # Stripes follow the object's rotation so the texture is part of the object's look.
@@ -172,20 +185,32 @@ def _paint(img: np.ndarray, obj: _Object, rng: np.random.Generator) -> None:
     img[ys, xs] = np.clip(colour[None, :] * shade[:, None], 0, 255).astype(np.uint8)
 
 
-def _fp_background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _noise(rng: np.random.Generator, sigma: float, shape: tuple, fast: bool) -> np.ndarray:
+    # float64 keeps the small profile's bytes; float32 halves the cost at real sizes.
+    if fast:
+        return rng.standard_normal(shape, dtype=np.float32) * np.float32(sigma)
+    return rng.normal(0, sigma, shape)
+
+
+def _fp_background(rng: np.random.Generator, size: int | tuple[int, int]) -> np.ndarray:
     """A varied but desaturated background: a gradient between two greyish tints plus noise."""
+    height, width = (size, size) if isinstance(size, int) else size
     grey = rng.uniform(50, 200, 2)
     tints = grey[:, None] + rng.uniform(-25, 25, (2, 3))
-    t = np.linspace(0, 1, size)
-    ramp = t[:, None] if rng.random() < 0.5 else t[None, :]
-    ramp = np.broadcast_to(ramp, (size, size))[..., None]
-    img = tints[0] * (1 - ramp) + tints[1] * ramp + rng.normal(0, 8, (size, size, 3))
+    vertical = rng.random() < 0.5
+    ramp = np.linspace(0, 1, height)[:, None] if vertical else np.linspace(0, 1, width)[None, :]
+    ramp = np.broadcast_to(ramp, (height, width))[..., None]
+    fast = not isinstance(size, int)
+    if fast:
+        tints, ramp = tints.astype(np.float32), ramp.astype(np.float32)
+    img = tints[0] * (1 - ramp) + tints[1] * ramp + _noise(rng, 8, (height, width, 3), fast)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _ff_background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _ff_background(rng: np.random.Generator, size: int, fast: bool = False) -> np.ndarray:
     """A near-white product-shot background."""
-    img = rng.uniform(238, 252) + rng.normal(0, 2, (size, size, 3))
+    base = rng.uniform(238, 252)
+    img = (np.float32(base) if fast else base) + _noise(rng, 2, (size, size, 3), fast)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -215,19 +240,28 @@ def _fp_categories(rng: np.random.Generator, n: int) -> np.ndarray:
     return cats
 
 
-def _place_fp_objects(rng: np.random.Generator, cats: np.ndarray, size: int) -> list[_Object]:
+def _place_fp_objects(
+    rng: np.random.Generator,
+    cats: np.ndarray,
+    size: int | tuple[int, int],
+    half_range: tuple[float, float] = (0.08, 0.2),
+) -> list[_Object]:
     """Place objects without overlapping masks (bounding boxes may overlap a little), so every
-    mask is exactly the visible pixels of its object. An object that finds no room is skipped."""
-    occupied = np.zeros((size, size), bool)
+    mask is exactly the visible pixels of its object. An object that finds no room is skipped.
+    Half-sizes are drawn from `half_range` times the short side."""
+    height, width = (size, size) if isinstance(size, int) else size
+    side = min(height, width)
+    occupied = np.zeros((height, width), bool)
     placed = []
     for cat in cats:
         for _ in range(20):
-            half = size * rng.uniform(0.08, 0.2)
+            half = side * rng.uniform(*half_range)
             margin = half * 1.3  # rotated, stretched shapes reach ~1.25 half-sizes
-            lo, hi = margin, size - margin
-            if hi <= lo:
-                lo = hi = size / 2
-            obj = _make_object(rng, int(cat), size, half, tuple(rng.uniform(lo, hi, 2)))
+            dims = np.array([width, height], float)
+            lo, hi = np.full(2, margin), dims - margin
+            lo, hi = np.where(hi > lo, lo, dims / 2), np.where(hi > lo, hi, dims / 2)
+            centre = tuple(rng.uniform(lo, hi))
+            obj = _make_object(rng, int(cat), size, half, centre)
             if obj.mask.any() and not (occupied & obj.mask.astype(bool)).any():
                 occupied |= obj.mask.astype(bool)
                 placed.append(obj)
@@ -271,8 +305,12 @@ def _write_fashionpedia(
     ann_path: Path,
     img_dir: Path,
 ) -> dict:
-    """One Fashionpedia-shaped file: several small objects per image on a varied background."""
-    size = cfg.image_size
+    """One Fashionpedia-shaped file: several small objects per image on a varied background.
+
+    Profile `small`: squares of `image_size`. Profile `real`: longest side 1024 px, portrait or
+    landscape, short side 55-100 % of it, smaller objects (more per image), as in Fashionpedia.
+    """
+    real = cfg.profile == "real"
     img_dir.mkdir(parents=True, exist_ok=True)
     n_objects = rng.integers(1, cfg.max_objects + 1, n_images)
     cats = _fp_categories(rng, int(n_objects.sum()))
@@ -283,8 +321,15 @@ def _write_fashionpedia(
     for k in range(n_images):
         image_id = int(image_ids[k])
         stem = rng.bytes(16).hex()
+        size: int | tuple[int, int] = cfg.image_size
+        if real:
+            short = int(round(REAL_FP_LONG_SIDE * rng.uniform(0.55, 1.0)))
+            portrait = rng.random() < 0.6  # Fashionpedia is mostly portrait photos
+            size = (REAL_FP_LONG_SIDE, short) if portrait else (short, REAL_FP_LONG_SIDE)
+        height, width = (size, size) if isinstance(size, int) else size
         img = _fp_background(rng, size)
-        objs = _place_fp_objects(rng, cats[start : start + n_objects[k]], size)
+        half_range = REAL_FP_HALF_RANGE if real else (0.08, 0.2)
+        objs = _place_fp_objects(rng, cats[start : start + n_objects[k]], size, half_range)
         start += n_objects[k]
         for obj in objs:
             _paint(img, obj, rng)
@@ -310,8 +355,8 @@ def _write_fashionpedia(
         images.append(
             {
                 "id": image_id,
-                "width": size,
-                "height": size,
+                "width": width,
+                "height": height,
                 "file_name": f"{stem}.jpg",
                 "license": 1,
                 "time_captured": "March-August, 2018",
@@ -340,8 +385,9 @@ def _write_fashionfail(
     ann_path: Path,
     img_dir: Path,
 ) -> dict:
-    """One FashionFail-shaped file: one large, centred object per image on near-white."""
-    size = cfg.image_size
+    """One FashionFail-shaped file: one large, centred object per image on near-white
+    (`image_size` squares; 2400 x 2400 with profile `real`, as the published product shots)."""
+    size = REAL_FF_SIZE if cfg.profile == "real" else cfg.image_size
     img_dir.mkdir(parents=True, exist_ok=True)
     # Balanced classes: cycle through the 22, then shuffle the order.
     cats = np.array([FASHIONFAIL_FP_IDS[k % len(FASHIONFAIL_FP_IDS)] for k in range(n_images)])
@@ -349,7 +395,7 @@ def _write_fashionfail(
     images, annotations = [], []
     for k in range(n_images):
         file_name = f"adi_{int(rng.integers(1000, 100000))}_{split}{k + 1}.jpg"
-        img = _ff_background(rng, size)
+        img = _ff_background(rng, size, fast=cfg.profile == "real")
         half = size * rng.uniform(0.28, 0.38)
         centre = size / 2 + rng.uniform(-0.06, 0.06, 2) * size
         obj = _make_object(rng, int(cats[k]), size, half, tuple(centre))
@@ -407,6 +453,8 @@ def generate(cfg: SyntheticSource, out_root: Path) -> dict:
     try:
         fp, ff = tmp / "fashionpedia", tmp / "fashionfail"
         report = {"source": "synthetic", "seed": cfg.seed, "image_size": cfg.image_size}
+        if cfg.profile != "small":
+            report["profile"] = cfg.profile
         report["fashionpedia"] = {
             "train2020": _write_fashionpedia(
                 rng(0),

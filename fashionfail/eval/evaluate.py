@@ -2,7 +2,7 @@
 
 Output folder (written into a temporary folder beside it, renamed into place at the end, so a
 failure leaves nothing partial):
-    predictions.json  COCO results (dataset category ids), from `fashionfail.predict.predict`
+    predictions.json  COCO results (dataset category ids), from `fashionfail.inference.predict`
     metrics.json      {"bbox": {...}, "segm": {...}, "num_images", "num_predictions", ...}
     per_class.csv     one row per evaluated class (dvc plot data); AP empty where no GT
     per_class.md      the same, readable
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,16 +27,8 @@ from fashionfail.eval.coco import (
     load_ground_truth,
 )
 from fashionfail.eval.overlays import draw_detections, save_png, side_by_side
-from fashionfail.jsonio import DataError, dump_json
-from fashionfail.predict import (
-    ImageItem,
-    commit_out_dir,
-    group_by_image,
-    load_model,
-    predict,
-    prepare_out_dir,
-    read_image,
-)
+from fashionfail.inference import ImageItem, group_by_image, load_model, predict, read_image
+from fashionfail.jsonio import DataError, atomic_dir, dump_json
 
 CLASS_SETS = ("fashionpedia", "fashionfail")
 _TABLE_METRICS = ("AP", "AP50", "TP", "FP", "FN")
@@ -227,8 +218,7 @@ def evaluate(
 
     rows = per_class_rows(per_class, class_image_counts(gt, evaluated), len(items), weights)
 
-    tmp = prepare_out_dir(out_dir)
-    try:
+    with atomic_dir(out_dir) as tmp:
         dump_json(records, tmp / "predictions.json")
         dump_json(metrics, tmp / "metrics.json", indent=True)
         _write_csv(rows, tmp / "per_class.csv")
@@ -240,8 +230,4 @@ def evaluate(
             hparams = {"checkpoint": str(checkpoint), "gt": str(gt_path), "classes": classes,
                        **cfg.model_dump()}  # fmt: skip
             log_to_aim(aim_repo, name, metrics, overlays, hparams)
-        commit_out_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return metrics

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision.models import resnet50
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models import resnet50
 from torchvision.models.detection.backbone_utils import (
     BackboneWithFPN,
     _resnet_fpn_extractor,
@@ -34,7 +34,13 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from fashionfail.categories import LabelSpace
 
-ARCHS = ("maskrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn", "resnet18_fpn", "mobilenet_v3_fpn", "tiny")
+ARCHS = (
+    "maskrcnn_resnet50_fpn_v2",
+    "maskrcnn_resnet50_fpn",
+    "resnet18_fpn",
+    "mobilenet_v3_fpn",
+    "tiny",
+)
 _COCO_WEIGHTS = {
     "maskrcnn_resnet50_fpn_v2": MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
     "maskrcnn_resnet50_fpn": MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
@@ -118,7 +124,9 @@ def build_model(
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if coco and arch not in _COCO_WEIGHTS:
-        raise ValueError(f"arch {arch!r} has no COCO weights; use one of {', '.join(_COCO_WEIGHTS)}")
+        raise ValueError(
+            f"arch {arch!r} has no COCO weights; use one of {', '.join(_COCO_WEIGHTS)}"
+        )
     size = {"min_size": min_size, "max_size": max_size}
     if arch in _COCO_WEIGHTS:
         fn = maskrcnn_resnet50_fpn_v2 if arch.endswith("_v2") else maskrcnn_resnet50_fpn
@@ -195,7 +203,9 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], str | 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise ValueError(f"{path}: not a readable torch weights file ({e.__class__.__name__})") from None
+        raise ValueError(
+            f"{path}: not a readable torch weights file ({e.__class__.__name__})"
+        ) from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a state dict or a Lightning checkpoint")
     if "state_dict" in obj:  # Lightning checkpoint: keys are prefixed with the attribute name
@@ -220,7 +230,8 @@ def weights_layout(path: str | Path) -> str:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: weights file not found") from None
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: not a readable torch weights file ({e.__class__.__name__})") from None
+        kind = e.__class__.__name__
+        raise ValueError(f"{path}: not a readable torch weights file ({kind})") from None
     return _layout_of(obj)
 
 
@@ -298,10 +309,16 @@ def load_initial_weights(
     if not any(k in loaded for k in backbone):
         raise ValueError(f"{path}: no backbone weights match this architecture")
     model.load_state_dict(loaded, strict=False)
-    return {"loaded": len(loaded), "reinitialised": len(skipped), "ignored": len(state) - len(loaded)}
+    return {
+        "loaded": len(loaded),
+        "reinitialised": len(skipped),
+        "ignored": len(state) - len(loaded),
+    }
 
 
-def load_trained(path: str | Path, expect_classes: str | None = None) -> tuple[MaskRCNN, LabelSpace]:
+def load_trained(
+    path: str | Path, expect_classes: str | None = None
+) -> tuple[MaskRCNN, LabelSpace]:
     """Rebuild a model trained by this project from its Lightning checkpoint, in eval mode, on CPU.
 
     The architecture, label space and image size come from the checkpoint's hyper-parameters.
@@ -317,7 +334,9 @@ def load_trained(path: str | Path, expect_classes: str | None = None) -> tuple[M
         raise ValueError(f"{path}: not a readable checkpoint ({e.__class__.__name__})") from None
     cfg = ckpt.get("hyper_parameters", {}).get("train") if isinstance(ckpt, dict) else None
     if not cfg or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not a fashionfail training checkpoint (no hyper_parameters.train)")
+        raise ValueError(
+            f"{path}: not a fashionfail training checkpoint (no hyper_parameters.train)"
+        )
     space = LabelSpace(cfg["classes"])
     if expect_classes is not None and space.name != expect_classes:
         raise ValueError(

@@ -88,7 +88,8 @@ class MaskRCNNModule(pl.LightningModule):
         n = len(images)  # the number of images, not the length of the (images, targets) tuple
         if stage == "val" and self.cfg.val_loss_mean == "per_batch":
             n = 1  # the original's weighting: every val batch counts the same, whatever its size
-        self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=n, sync_dist=stage == "val")
+        sync = stage == "val"
+        self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=n, sync_dist=sync)
         self.log(f"{stage}/loss", loss, batch_size=n, prog_bar=True, sync_dist=stage == "val")
         return loss
 

@@ -8,8 +8,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Callable
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +23,10 @@ from fashionfail.categories import LabelSpace
 from fashionfail.config import ConfigError, TrainConfig
 from fashionfail.data.detection import DetectionDataset, make_loader
 from fashionfail.data.presets import train_transforms, val_transforms
-from fashionfail.jsonio import DataError, dump_json, load_json
+from fashionfail.jsonio import dump_json, load_json
 from fashionfail.models.factory import load_initial_weights, load_whole_model, weights_layout
 from fashionfail.models.module import MaskRCNNModule
+from fashionfail.models.progress import progress_settings, quiet_known_noise
 
 # Failures of a training run that are the user's to fix (reported in one line, no traceback):
 # a bad weights file, a missing path, an accelerator or strategy Lightning cannot provide.
@@ -175,12 +174,19 @@ def check_config(cfg: TrainConfig) -> None:
         )
 
 
+def _all_batches(limit: float | int) -> bool:
+    return isinstance(limit, float) and limit == 1.0
+
+
 def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     """Train (or resume) one model; returns a summary with the best checkpoint and score."""
     check_config(cfg)
+    quiet_known_noise()
     pl.seed_everything(cfg.seed, workers=True)
     space = LabelSpace(cfg.classes)
-    train_ds = DetectionDataset(paths.train_img_dir, paths.train_ann, space, train_transforms(cfg.augment))
+    train_ds = DetectionDataset(
+        paths.train_img_dir, paths.train_ann, space, train_transforms(cfg.augment)
+    )
     val_ds = DetectionDataset(paths.val_img_dir, paths.val_ann, space, val_transforms(cfg.augment))
     train_loader = make_loader(
         train_ds, cfg.batch_size, shuffle=cfg.shuffle, num_workers=cfg.num_workers, seed=cfg.seed
@@ -210,6 +216,7 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
+    progress_bar, progress = progress_settings(cfg.log_every_n_steps)
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -218,22 +225,32 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         precision=resolve_precision(cfg.precision, cfg.accelerator),
         max_epochs=cfg.max_epochs,
         deterministic=cfg.deterministic,
-        limit_train_batches=cfg.limit_train_batches,
+        # None is Lightning's "all batches" without its note that 1.0 means 100 %.
+        limit_train_batches=(
+            None if _all_batches(cfg.limit_train_batches) else cfg.limit_train_batches
+        ),
         log_every_n_steps=cfg.log_every_n_steps,
         logger=loggers,
-        callbacks=[checkpoint, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0])],
+        callbacks=[checkpoint, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]), *progress],
         default_root_dir=str(paths.out_dir),
         enable_model_summary=False,
+        **{"enable_progress_bar": progress_bar, **cfg.trainer},
     )
     # Lightning logs the module's hyper-parameters (the whole TrainConfig) to both loggers.
-    run_info = {"git_revision": _git_revision(), "dvc_experiment": os.environ.get("DVC_EXP_NAME", "")}
-    for logger in loggers:
-        logger.log_hyperparams(run_info)
+    run_info = {
+        "git_revision": _git_revision(),
+        "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
+    }
+    # Aim only: dvclive's params.yaml is git-tracked, and a revision there changes on every commit
+    # (DVC knows the revision and experiment of its files anyway).
+    loggers[0].log_hyperparams(run_info)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
 
     summary = {
         "best": str(checkpoint.best_model_path),
-        "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "best_score": (
+            float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
+        ),
         "monitor": cfg.monitor,
         "epochs": trainer.current_epoch,
     }

@@ -1,9 +1,12 @@
-"""Train Facere as the original project did: `python fashionfail/models/train_facere_base.py ...`.
+"""The original project's Facere training command: `python fashionfail/models/train_facere_base.py`.
 
-Same code as the DVC stage `train-facere`; run with --help for the flags.
+A shim: the command lives in `fashionfail.compat` (run with --help for the flags); it trains
+with the same code as the DVC stage `train-facere`.
 """
 
-from fashionfail.models.seed_cli import main_base
+import sys
+
+from fashionfail.compat import train_facere_base
 
 if __name__ == "__main__":
-    main_base()
+    sys.exit(train_facere_base())

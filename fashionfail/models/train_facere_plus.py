@@ -1,10 +1,12 @@
-"""Fine-tune Facere into Facere+ as the original project did:
-`python fashionfail/models/train_facere_plus.py ... --pretrained_model_path saved_models/facere_base.ckpt`.
+"""The original project's Facere+ command: `python fashionfail/models/train_facere_plus.py`.
 
-Same code as the DVC stage `finetune-facere-plus`; run with --help for the flags.
+A shim: the command lives in `fashionfail.compat` (run with --help for the flags); it fine-tunes
+with the same code as the DVC stage `finetune-facere-plus`.
 """
 
-from fashionfail.models.seed_cli import main_plus
+import sys
+
+from fashionfail.compat import train_facere_plus
 
 if __name__ == "__main__":
-    main_plus()
+    sys.exit(train_facere_plus())
