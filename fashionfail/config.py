@@ -123,6 +123,13 @@ class TrainConfig(_Section):
         check_trainer_arguments(v)
         return v
 
+    @field_validator("val_batch_size")
+    @classmethod
+    def _at_least_one(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
 
 # pl.Trainer arguments that a TrainConfig field sets (set them there, so there is one place), and
 # those the training stage owns (its loggers, checkpoints and output folder).
@@ -158,13 +165,6 @@ def check_trainer_arguments(args: dict[str, Any]) -> None:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ValueError(f"{name}: not a pl.Trainer argument{hint}")
-
-    @field_validator("val_batch_size")
-    @classmethod
-    def _at_least_one(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("must be >= 1")
-        return v
 
 
 class EvaluateConfig(_Section):

@@ -11,6 +11,7 @@ import pytest
 import torch
 from test_predict import write_checkpoint, write_images
 
+from fashionfail.inference import read_image
 from fashionfail.models.factory import build_model, load_trained
 from fashionfail.onnx_export import export_checkpoint, export_onnx, main
 from fashionfail.onnx_runtime import (
@@ -18,7 +19,6 @@ from fashionfail.onnx_runtime import (
     OnnxModel,
     compare_detections,
 )
-from fashionfail.inference import read_image
 
 REPO = Path(__file__).resolve().parents[1]
 # Boosted labels: a random tiny model then returns confident detections of these classes.
