@@ -85,7 +85,8 @@ class TrainConfig(_Section):
     head_init: Literal["random", "remap"]
     # From a checkpoint: "transfer" (copy matching tensors into a fresh, fully trainable model)
     # or "original" (the checkpoint's own structure, all of it but the two predictors).
-    finetune_init: Literal["transfer", "original"]
+    # Defaults of the fields added with issue #8 (absent in older checkpoints) are params.yaml's.
+    finetune_init: Literal["transfer", "original"] = "transfer"
     min_size: int
     max_size: int
     augment: str
@@ -108,9 +109,9 @@ class TrainConfig(_Section):
     monitor: str
     monitor_mode: Literal["min", "max"]
     eval_map_every_n_epochs: int
-    val_batch_size: int
-    val_mode: Literal["eval_bn", "train"]  # train: the original's BatchNorm-updating validation
-    val_loss_mean: Literal["per_image", "per_batch"]
+    val_batch_size: int = 8
+    val_mode: Literal["eval_bn", "train"] = "eval_bn"  # train: the original's (BN stats update)
+    val_loss_mean: Literal["per_image", "per_batch"] = "per_image"
     limit_train_batches: float | int
     log_every_n_steps: int
     # Any other pl.Trainer argument (gradient_clip_val, accumulate_grad_batches, ...), passed on
@@ -175,6 +176,8 @@ class EvaluateConfig(_Section):
     device: str
     score_threshold: float  # overlays only: metrics use every detection the model returns
     num_overlays: int
+    model: Literal["checkpoint", "onnx"] = "checkpoint"  # which file of each model is scored
+    box_decimals: int = 2  # box corners rounded to this many decimals (the original: 1)
 
     @field_validator("batch_size")
     @classmethod
@@ -183,7 +186,7 @@ class EvaluateConfig(_Section):
             raise ValueError("must be >= 1")
         return v
 
-    @field_validator("num_workers", "num_overlays")
+    @field_validator("num_workers", "num_overlays", "box_decimals")
     @classmethod
     def _non_negative(cls, v: int) -> int:
         if v < 0:

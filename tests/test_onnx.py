@@ -160,3 +160,22 @@ def test_stage_writes_the_file_and_prints_parity(exported, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.is_file() and [p.name for p in out.parent.iterdir()] == ["plus.onnx"]
     assert proc.stderr.count("parity image") == 2, proc.stderr
+
+
+def test_predict_cli_takes_an_onnx_model(exported, tmp_path):
+    """`predict --model X.onnx` writes the same detections as `--model X.ckpt`."""
+    import json
+
+    from fashionfail.predict import main as predict_main
+
+    ckpt, path, _ = exported
+    write_images(tmp_path / "images", [(64, 80), (70, 60)], seed=2)
+    for model, out in ((ckpt, "ckpt.json"), (path, "onnx.json")):
+        assert predict_main(["--images", str(tmp_path / "images"), "--model", str(model),
+                             "--out", str(tmp_path / out), "--device", "cpu"]) == 0  # fmt: skip
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("ckpt.json", "onnx.json"))
+    assert len(a) == len(b) > 0
+    key = lambda r: (r["image_id"], r["category_id"], r["bbox"])  # noqa: E731
+    for ra, rb in zip(sorted(a, key=key), sorted(b, key=key), strict=True):
+        assert ra["category_id"] == rb["category_id"] and ra["image_id"] == rb["image_id"]
+        assert max(abs(x - y) for x, y in zip(ra["bbox"], rb["bbox"], strict=True)) <= 0.011
