@@ -203,3 +203,21 @@ def test_val_loss_weighting(data, mean, expected, monkeypatch):
 def test_val_batch_size_is_its_own_param():
     with pytest.raises(ConfigError, match="val_batch_size"):
         tiny_cfg(val_batch_size=0)
+
+
+def test_params_paper_yaml_switches_on_every_original_behaviour():
+    import yaml
+    from train_helpers import REPO
+
+    paper = yaml.safe_load((REPO / "params.paper.yaml").read_text())
+    ours = yaml.safe_load((REPO / "params.yaml").read_text())
+    plus = paper["finetune_facere_plus"]
+    assert plus["finetune_init"] == "original" and plus["head_init"] == "random"
+    for section in ("train_facere", "finetune_facere_plus"):
+        assert paper[section]["val_mode"] == "train" and paper[section]["val_batch_size"] == 4
+        assert paper[section]["val_loss_mean"] == "per_batch"
+    assert paper["evaluate"]["batch_size"] == 1 and paper["evaluate"]["box_decimals"] == 1
+    assert paper["evaluate"]["model"] == "onnx"
+    # Our defaults differ (README table "Reproducing the original code exactly").
+    assert ours["finetune_facere_plus"]["finetune_init"] == "transfer"
+    assert ours["evaluate"]["model"] == "checkpoint"
