@@ -6,6 +6,8 @@ shifted for the model (label 0 is background). Everything else asks it.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 FASHIONPEDIA_NAMES: tuple[str, ...] = (
     "shirt, blouse", "top, t-shirt, sweatshirt", "sweater", "cardigan", "jacket", "vest", "pants",
     "shorts", "skirt", "coat", "dress", "jumpsuit", "cape", "glasses", "hat",
@@ -22,6 +24,14 @@ FASHIONFAIL_FP_IDS: tuple[int, ...] = tuple(i for i in range(27) if i not in _FF
 NUM_FASHIONFAIL = len(FASHIONFAIL_FP_IDS)  # 22
 
 BACKGROUND = 0  # model label 0; dataset class k becomes model label k + 1
+
+# The two label spaces (class sets) a model predicts or an evaluation scores; named only here.
+LabelSpaceName = Literal["fashionpedia", "fashionfail"]
+LABEL_SPACES: tuple[str, ...] = get_args(LabelSpaceName)
+_DATASET_IDS: dict[str, tuple[int, ...]] = {
+    "fashionpedia": tuple(range(NUM_FASHIONPEDIA)),
+    "fashionfail": FASHIONFAIL_FP_IDS,
+}
 
 # Supercategory / level of the Fashionpedia taxonomy: ids 0-26 are whole garments and accessories,
 # 27-45 garment parts and decorations.
@@ -54,12 +64,11 @@ class LabelSpace:
     """
 
     def __init__(self, name: str):
-        if name == "fashionpedia":
-            dataset_ids: tuple[int, ...] = tuple(range(NUM_FASHIONPEDIA))
-        elif name == "fashionfail":
-            dataset_ids = FASHIONFAIL_FP_IDS
-        else:
-            raise ValueError(f"unknown label space {name!r}: use 'fashionpedia' or 'fashionfail'")
+        if name not in _DATASET_IDS:
+            raise ValueError(
+                f"unknown label space {name!r}: use {' or '.join(map(repr, LABEL_SPACES))}"
+            )
+        dataset_ids = _DATASET_IDS[name]
         self.name = name
         self.dataset_ids = dataset_ids
         self._to_label = {cid: k + 1 for k, cid in enumerate(dataset_ids)}

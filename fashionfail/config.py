@@ -13,6 +13,8 @@ from typing import Any, Literal, TypeVar, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fashionfail.categories import LabelSpaceName
+
 
 class ConfigError(Exception):
     """A params file or section is wrong; the message names the file and key."""
@@ -76,12 +78,15 @@ class RleEncodeConfig(_Section):
     invalid: Literal["drop", "error"]
 
 
+WEIGHT_KEYWORDS = ("none", "coco")  # TrainConfig.weights values that name no file
+
+
 class TrainConfig(_Section):
     """One training run: Facere and Facere+ differ only in these values."""
 
-    classes: Literal["fashionpedia", "fashionfail"]
+    classes: LabelSpaceName
     arch: str
-    weights: str  # "none" | "coco" | path to a weights file (state dict or Lightning checkpoint)
+    weights: str  # WEIGHT_KEYWORDS or a path to a weights file (state dict or Lightning checkpoint)
     head_init: Literal["random", "remap"]
     # From a checkpoint: "transfer" (copy matching tensors into a fresh, fully trainable model)
     # or "original" (the checkpoint's own structure, all of it but the two predictors).
@@ -91,6 +96,8 @@ class TrainConfig(_Section):
     max_size: int
     augment: str
     batch_size: int
+    # facere / facere_plus computed at the model's size (fast) or step by step (literal)
+    augment_impl: Literal["fast", "literal"] = "fast"
     num_workers: int
     shuffle: bool
     max_epochs: int
@@ -131,6 +138,11 @@ class TrainConfig(_Section):
             raise ValueError("must be >= 1")
         return v
 
+    @property
+    def weights_file(self) -> Path | None:
+        """`weights` as a file path (~ expanded), or None for the keywords `none` and `coco`."""
+        return None if self.weights in WEIGHT_KEYWORDS else Path(self.weights).expanduser()
+
 
 # pl.Trainer arguments that a TrainConfig field sets (set them there, so there is one place), and
 # those the training stage owns (its loggers, checkpoints and output folder).
@@ -168,16 +180,16 @@ def check_trainer_arguments(args: dict[str, Any]) -> None:
             raise ValueError(f"{name}: not a pl.Trainer argument{hint}")
 
 
-class EvaluateConfig(_Section):
-    """Shared by the three evaluate stages; paths and class sets come from dvc.yaml."""
+class PredictConfig(_Section):
+    """Inference settings: the predict command's options and the evaluate section's base.
+
+    The one place their rules live (the command line is validated through this model too).
+    """
 
     batch_size: int
     num_workers: int
     device: str
-    score_threshold: float  # overlays only: metrics use every detection the model returns
-    num_overlays: int
-    model: Literal["checkpoint", "onnx"] = "checkpoint"  # which file of each model is scored
-    box_decimals: int = 2  # box corners rounded to this many decimals (the original: 1)
+    score_threshold: float  # evaluate: overlays only; metrics use every detection returned
 
     @field_validator("batch_size")
     @classmethod
@@ -186,7 +198,7 @@ class EvaluateConfig(_Section):
             raise ValueError("must be >= 1")
         return v
 
-    @field_validator("num_workers", "num_overlays", "box_decimals")
+    @field_validator("num_workers")
     @classmethod
     def _non_negative(cls, v: int) -> int:
         if v < 0:
@@ -199,6 +211,24 @@ class EvaluateConfig(_Section):
         if not 0.0 <= v <= 1.0:
             raise ValueError("must be between 0 and 1")
         return v
+
+
+class EvaluateConfig(PredictConfig):
+    """Shared by the three evaluate stages; paths and class sets come from dvc.yaml."""
+
+    num_overlays: int
+    model: Literal["checkpoint", "onnx"] = "checkpoint"  # which file of each model is scored
+    box_decimals: int = 2  # box corners rounded to this many decimals (the original: 1)
+
+    @field_validator("num_overlays")
+    @classmethod
+    def _non_negative_overlays(cls, v: int) -> int:
+        return PredictConfig._non_negative(v)
+
+    @field_validator("box_decimals")
+    @classmethod
+    def _non_negative_decimals(cls, v: int) -> int:
+        return PredictConfig._non_negative(v)
 
 
 class ExportOnnxConfig(_Section):

@@ -187,10 +187,9 @@ def predict(
     Batched forward passes under `torch.inference_mode()`; images are decoded by `num_workers`
     DataLoader workers. Detections scoring below `score_threshold`, or whose dataset category is
     not in `keep_categories` (when given), are dropped. Raises DataError naming the first image
-    that cannot be decoded or whose size disagrees with `ImageItem.size`.
+    that cannot be decoded or whose size disagrees with `ImageItem.size`. The settings' rules
+    (batch_size >= 1, ...) are checked once, by `config.PredictConfig`, before this is called.
     """
-    if batch_size < 1:
-        raise DataError(f"batch size must be >= 1, got {batch_size}")
     onnx = isinstance(model, OnnxModel)
     dev = torch.device("cpu") if onnx and device == "auto" else resolve_device(device)
     try:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fashionfail.cli import USER_ERRORS, error_exit
+from fashionfail.config import PredictConfig, parse_section
 from fashionfail.jsonio import DataError, atomic_dir, dump_json
 
 
@@ -78,27 +79,6 @@ def run(
     return len(records)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fashionfail.predict",
@@ -129,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="also write one PNG per image with its detections drawn (folder must be new or empty)",
     )
-    add("--batch-size", type=_positive_int, default=1, help="images per forward pass (default 1)")
+    add("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
     add(
         "--device",
         default="auto",
@@ -137,13 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--score-threshold",
-        type=_fraction,
+        type=float,
         default=0.5,
         help="drop detections scoring below this (default 0.5; 0 keeps all, e.g. for COCO eval)",
     )
     add(
         "--workers",
-        type=_non_negative_int,
+        type=int,
         default=0,
         help="image-decoding worker processes (default 0: decode in the main process)",
     )
@@ -153,10 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        # The rules of these values live in PredictConfig (shared with the evaluate section).
+        opts = parse_section(
+            PredictConfig,
+            {"batch_size": args.batch_size, "num_workers": args.workers, "device": args.device,
+             "score_threshold": args.score_threshold},
+            "command line",
+        )  # fmt: skip
         n = run(
             args.images, args.checkpoint, args.out, overlays=args.overlays,
-            batch_size=args.batch_size, device=args.device,
-            score_threshold=args.score_threshold, num_workers=args.workers,
+            batch_size=opts.batch_size, device=opts.device,
+            score_threshold=opts.score_threshold, num_workers=opts.num_workers,
             model_classes=args.model_classes,
         )  # fmt: skip
     except USER_ERRORS as e:

@@ -25,9 +25,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from fashionfail.categories import LABEL_SPACES
 from fashionfail.cli import USER_ERRORS, error_exit, parser
 from fashionfail.config import EvaluateConfig, load_section
-from fashionfail.eval.evaluate import CLASS_SETS, evaluate
+from fashionfail.eval.evaluate import evaluate
 from fashionfail.eval.prediction_files import BOX_ORDERS, CLASS_IDS, PRESETS, PredictionFormat
 from fashionfail.jsonio import DataError
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--onnx", type=Path,
                     help="ONNX model (the published interface); with --checkpoint too, params "
                     "evaluate.model picks which one is scored")  # fmt: skip
-    ap.add_argument("--model-classes", choices=CLASS_SETS,
+    ap.add_argument("--model-classes", choices=LABEL_SPACES,
                     help="label space of an ONNX file that does not record it (the published "
                     "facere_base.onnx: fashionpedia, facere_plus.onnx: fashionfail)")  # fmt: skip
     ap.add_argument("--predictions", type=Path,
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="class ids in the prediction file: Fashionpedia ids 0..45, model labels "
                     "1..46 (fashionpedia_label) or 1..22 (fashionfail_label)")  # fmt: skip
     ap.add_argument(
-        "--classes", required=True, choices=CLASS_SETS,
+        "--classes", required=True, choices=LABEL_SPACES,
         help="evaluated classes; fashionfail drops a 46-class model's other predictions",
     )  # fmt: skip
     ap.add_argument("--out", required=True, type=Path, help="output folder (replaced)")

@@ -228,6 +228,21 @@ def test_help_documents_the_output(capsys):
         assert word in text
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "field"),
+    [("--batch-size", "0", "batch_size"), ("--workers", "-1", "num_workers"),
+     ("--score-threshold", "1.5", "score_threshold")],
+)  # fmt: skip
+def test_cli_options_follow_the_config_rules(tmp_path, capsys, flag, value, field):
+    """The CLI's options are checked by config.PredictConfig, the evaluate section's rules."""
+    out = tmp_path / "out.json"
+    args = ["--images", str(tmp_path), "--checkpoint", "x.ckpt", "--out", str(out), flag, value]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: command line.{field}: ")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_writes_results_and_overlays(tmp_path):
     ckpt = write_checkpoint(tmp_path / "ff.ckpt", "fashionfail", {1: 6.0})
     folder = tmp_path / "photos"

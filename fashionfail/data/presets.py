@@ -84,8 +84,26 @@ def _train(name: str) -> list[v2.Transform]:
 PRESETS = ("facere", "facere_plus", "cpu", "none")
 
 
-def train_transforms(name: str) -> v2.Compose:
-    """The training recipe `name`; ValueError for an unknown name."""
+IMPLS = ("fast", "literal")
+
+
+def train_transforms(
+    name: str, impl: str = "literal", min_size: int = 800, max_size: int = 1333
+) -> v2.Compose:
+    """The training recipe `name`; ValueError for an unknown name.
+
+    impl="fast" computes `facere` / `facere_plus` directly at the model's size (min_size /
+    max_size), giving what the literal recipe followed by the model's resize gives without its
+    huge intermediate images (fashionfail.data.fast_recipes); other recipes have one implementation.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"unknown augmentation implementation {impl!r}; choose fast or literal")
+    if impl == "fast" and name in ("facere", "facere_plus"):
+        from fashionfail.data.fast_recipes import FastPaperRecipe
+
+        return v2.Compose(
+            [FastPaperRecipe(name, min_size, max_size), v2.SanitizeBoundingBoxes(min_size=1)]
+        )
     steps = _train(name)
     return v2.Compose([v2.ToImage(), *steps, v2.SanitizeBoundingBoxes(min_size=1)])
 

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Iterator
 from multiprocessing.pool import Pool
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 from pycocotools import mask as mask_utils
@@ -162,6 +163,69 @@ class _Tally:
         }
 
 
+class _Planned(NamedTuple):
+    """One annotation of a chunk: the image size its geometry is encoded for, or its problem."""
+
+    ann: dict
+    size: list[int] | None  # [height, width] when the geometry goes to the encoder
+    problem: tuple[str, str] | None  # (reason, detail) found before encoding (image id, bbox)
+
+
+def _plan_chunks(
+    annotations: list[dict], images: dict[int, dict]
+) -> Iterator[tuple[list[_Planned], bytes]]:
+    """CHUNK annotations at a time: their plan and the payload [[seg, h, w], ...] to encode."""
+    for start in range(0, len(annotations), CHUNK):
+        plan, items = [], []
+        for ann in annotations[start : start + CHUNK]:
+            problem = _precheck(ann, images)
+            size = None
+            if problem is None:
+                img = images[ann["image_id"]]
+                size = [img["height"], img["width"]]
+                # The segmentation may still be raw JSON bytes (coco_io): encoded verbatim.
+                items.append([ann["segmentation"], *size])
+            plan.append(_Planned(ann, size, problem))
+        yield plan, _encode(items)
+
+
+def _encoded_chunks(
+    chunks: Iterator[tuple[list[_Planned], bytes]], pool: Pool | None, max_in_flight: int
+) -> Iterator[tuple[list[_Planned], list[tuple[str, Result]]]]:
+    """(plan, results of its payload) per chunk, in order: in this process, or on `pool`."""
+    if pool is None:
+        for plan, payload in chunks:
+            yield plan, _encode_payload(payload)
+        return
+    # Bounded in-flight window: workers stay busy while at most a few payloads sit in memory
+    # (Pool.imap would serialise every chunk up front).
+    window: deque = deque()
+    for plan, payload in chunks:
+        window.append((plan, pool.apply_async(_encode_payload, (payload,))))
+        if len(window) >= max_in_flight:
+            first, result = window.popleft()
+            yield first, result.get()
+    while window:
+        first, result = window.popleft()
+        yield first, result.get()
+
+
+def _outcomes(
+    plan: list[_Planned], results: list[tuple[str, Result]]
+) -> Iterator[tuple[_Planned, str | None, Result]]:
+    """Each planned annotation with its segmentation kind and Result, in order.
+
+    Annotations rejected before encoding have no kind and the Result (None, reason, detail).
+    """
+    encoded = iter(results)
+    for planned in plan:
+        if planned.problem is not None:
+            yield planned, None, (None, *planned.problem)
+        else:
+            kind, result = next(encoded)
+            yield planned, kind, result
+
+
 def encode_coco(
     coco: dict,
     source: str | os.PathLike,
@@ -181,66 +245,24 @@ def encode_coco(
     kinds: dict[str, int] = {}
     dropped, dropped_parts = _Tally(), _Tally()
     kept: list[dict] = []
-
-    def chunks() -> Iterator[tuple[list, bytes]]:
-        # plan: (ann, [h, w], None) to encode, or (ann, None, (reason, detail)) to reject;
-        # payload: the geometry of the ones to encode.
-        for start in range(0, len(annotations), CHUNK):
-            plan, items = [], []
-            for ann in annotations[start : start + CHUNK]:
-                problem = _precheck(ann, images)
-                if problem is None:
-                    img = images[ann["image_id"]]
-                    size = [img["height"], img["width"]]
-                    # The segmentation may still be raw JSON bytes (coco_io): encoded verbatim.
-                    items.append([ann["segmentation"], *size])
-                    plan.append((ann, size, None))
-                else:
-                    plan.append((ann, None, problem))
-            yield plan, _encode(items)
-
-    def reject(ann: dict, reason: str, detail: str) -> None:
-        if invalid == "error":
-            raise DataError(f"{source}: annotation id {ann['id']}: {detail} ({reason})")
-        dropped.add(reason, ann["id"])
-
-    def apply(plan: list, results: list[tuple[str, Result]]) -> None:
-        it = iter(results)
-        for ann, size, problem in plan:
-            if problem is not None:
-                reject(ann, *problem)
-                continue
-            kind, (counts, reason, extra) = next(it)
-            kinds[kind] = kinds.get(kind, 0) + 1
+    for plan, results in _encoded_chunks(_plan_chunks(annotations, images), pool, max_in_flight):
+        for (ann, size, _), kind, (counts, reason, extra) in _outcomes(plan, results):
+            if kind is not None:
+                kinds[kind] = kinds.get(kind, 0) + 1
+            # A rejected annotation's problem, or the polygon parts dropped from a kept one.
+            problems = [(reason, extra)] if counts is None else extra
+            if problems and invalid == "error":
+                first_reason, detail = problems[0]
+                raise DataError(f"{source}: annotation id {ann['id']}: {detail} ({first_reason})")
             if counts is None:
-                reject(ann, reason, extra)
+                dropped.add(reason, ann["id"])
                 continue
-            for part_reason, detail in extra:
-                if invalid == "error":
-                    raise DataError(
-                        f"{source}: annotation id {ann['id']}: {detail} ({part_reason})"
-                    )
+            for part_reason, _detail in extra:
                 dropped_parts.add(part_reason, ann["id"])
             ann["segmentation"] = {"size": size, "counts": counts}
             if extra:  # parts were dropped: `area` (COCOeval's size ranges) must match the mask
                 ann["area"] = float(mask_utils.area({"size": size, "counts": counts.encode()}))
             kept.append(ann)
-
-    if pool is None:
-        for plan, payload in chunks():
-            apply(plan, _encode_payload(payload))
-    else:
-        # Bounded in-flight window: workers stay busy while at most a few payloads sit in memory
-        # (Pool.imap would serialise every chunk up front).
-        window: deque = deque()
-        for plan, payload in chunks():
-            window.append((plan, pool.apply_async(_encode_payload, (payload,))))
-            if len(window) >= max_in_flight:
-                plan0, res = window.popleft()
-                apply(plan0, res.get())
-        while window:
-            plan0, res = window.popleft()
-            apply(plan0, res.get())
 
     coco["annotations"] = kept
     return {

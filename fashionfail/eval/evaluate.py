@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from fashionfail.categories import FASHIONPEDIA_NAMES, LabelSpace
+from fashionfail.categories import FASHIONPEDIA_NAMES, LABEL_SPACES, LabelSpace
 from fashionfail.config import EvaluateConfig
 from fashionfail.eval.coco import (
     IOU_TYPES,
@@ -32,7 +32,6 @@ from fashionfail.eval.prediction_files import PRESETS, PredictionFormat, load_pr
 from fashionfail.inference import ImageItem, group_by_image, load_model, predict, read_image
 from fashionfail.jsonio import DataError, atomic_dir, dump_json
 
-CLASS_SETS = ("fashionpedia", "fashionfail")
 _TABLE_METRICS = ("AP", "AP50", "TP", "FP", "FN")
 
 
@@ -208,8 +207,8 @@ def evaluate(
     "fashionfail" a 46-class model's predictions outside the 22 classes are dropped, as in the
     paper. DataError for bad input (names the file / id); nothing is written then.
     """
-    if classes not in CLASS_SETS:
-        raise DataError(f"unknown class set {classes!r}; use one of {', '.join(CLASS_SETS)}")
+    if classes not in LABEL_SPACES:
+        raise DataError(f"unknown class set {classes!r}; use one of {', '.join(LABEL_SPACES)}")
     if (checkpoint is None) == (predictions is None):
         raise DataError("evaluate needs either a model file or a prediction file, not both")
     gt = load_ground_truth(gt_path)

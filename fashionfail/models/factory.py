@@ -198,21 +198,29 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], str | 
     of ours, else None.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise ValueError(
-            f"{path}: not a readable torch weights file ({e.__class__.__name__})"
-        ) from None
+    obj = _torch_load(path, "weights file", "torch weights file")
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a state dict or a Lightning checkpoint")
-    if "state_dict" in obj:  # Lightning checkpoint: keys are prefixed with the attribute name
-        state = {k.removeprefix("model."): v for k, v in obj["state_dict"].items()}
+    if "state_dict" in obj:
         classes = obj.get("hyper_parameters", {}).get("train", {}).get("classes")
-        return state, classes
+        return _model_state(obj), classes
     return obj, None
+
+
+def _torch_load(path: Path, name: str, readable_name: str) -> object:
+    """`torch.load` of a weights file or checkpoint (tensors only), with one-line errors."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {name} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        error = e.__class__.__name__
+        raise ValueError(f"{path}: not a readable {readable_name} ({error})") from None
+
+
+def _model_state(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The model's state dict in a Lightning checkpoint (keys prefixed by the module attribute)."""
+    return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
 
 
 _PREDICTORS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.")
@@ -224,15 +232,7 @@ def weights_layout(path: str | Path) -> str:
     Our checkpoints record it (hyper-parameter `layout`); older ones are "pretrained" exactly when
     they were trained from COCO weights. Plain state dicts are "scratch".
     """
-    path = Path(path).expanduser()
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: weights file not found") from None
-    except Exception as e:  # noqa: BLE001
-        kind = e.__class__.__name__
-        raise ValueError(f"{path}: not a readable torch weights file ({kind})") from None
-    return _layout_of(obj)
+    return _layout_of(_torch_load(Path(path).expanduser(), "weights file", "torch weights file"))
 
 
 def _layout_of(ckpt: object) -> str:
@@ -326,12 +326,7 @@ def load_trained(
     `expect_classes`, or if its weights do not fit the architecture it claims (wrong class count).
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: not a readable checkpoint ({e.__class__.__name__})") from None
+    ckpt = _torch_load(path, "checkpoint", "checkpoint")
     cfg = ckpt.get("hyper_parameters", {}).get("train") if isinstance(ckpt, dict) else None
     if not cfg or "state_dict" not in ckpt:
         raise ValueError(
@@ -347,9 +342,8 @@ def load_trained(
         cfg["arch"], space.num_classes, min_size=cfg["min_size"], max_size=cfg["max_size"],
         layout=_layout_of(ckpt),
     )  # fmt: skip
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(_model_state(ckpt))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1].strip()
         raise ValueError(f"{path}: weights do not fit {cfg['arch']} with {space.num_classes} "

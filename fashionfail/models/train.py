@@ -79,8 +79,8 @@ def fingerprint(cfg: TrainConfig, paths: TrainPaths) -> str:
     """Identity of a run: config and input files. A run may only be resumed by its own kind."""
     h = hashlib.sha256(orjson.dumps(cfg.model_dump(), option=orjson.OPT_SORT_KEYS))
     inputs = [paths.train_ann, paths.val_ann]
-    if cfg.weights not in ("none", "coco"):
-        inputs.append(Path(cfg.weights).expanduser())
+    if cfg.weights_file is not None:
+        inputs.append(cfg.weights_file)
     for p in inputs:
         h.update(_file_digest(p).encode())
     return h.hexdigest()
@@ -160,13 +160,13 @@ def _loggers(cfg: TrainConfig, paths: TrainPaths, info: dict, resume: bool) -> l
 
 def check_config(cfg: TrainConfig) -> None:
     """Reject combinations that would only fail later (after data loading or an epoch)."""
-    train_transforms(cfg.augment)  # unknown preset -> ValueError now
+    train_transforms(cfg.augment, cfg.augment_impl)  # unknown preset -> ValueError now
     if cfg.monitor.startswith(("val/bbox_", "val/segm_")) and cfg.eval_map_every_n_epochs != 1:
         raise ConfigError(
             f"monitor {cfg.monitor!r} is computed only when eval_map_every_n_epochs is 1 "
             f"(it is {cfg.eval_map_every_n_epochs}); monitor val/loss or evaluate every epoch"
         )
-    if cfg.weights not in ("none", "coco") and not Path(cfg.weights).expanduser().is_file():
+    if cfg.weights_file is not None and not cfg.weights_file.is_file():
         raise ConfigError(f"weights: {cfg.weights}: file not found (use none, coco or a path)")
     if cfg.finetune_init == "original" and cfg.head_init == "remap":
         raise ConfigError(
@@ -185,7 +185,10 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
     space = LabelSpace(cfg.classes)
     train_ds = DetectionDataset(
-        paths.train_img_dir, paths.train_ann, space, train_transforms(cfg.augment)
+        paths.train_img_dir,
+        paths.train_ann,
+        space,
+        train_transforms(cfg.augment, cfg.augment_impl, cfg.min_size, cfg.max_size),
     )
     val_ds = DetectionDataset(paths.val_img_dir, paths.val_ann, space, val_transforms(cfg.augment))
     train_loader = make_loader(
@@ -194,7 +197,7 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     val_loader = make_loader(val_ds, cfg.val_batch_size, shuffle=False, num_workers=cfg.num_workers)
 
     resume_from, info = _prepare_out_dir(cfg, paths)
-    from_file = cfg.weights not in ("none", "coco")
+    from_file = cfg.weights_file is not None
     original = from_file and cfg.finetune_init == "original"
     layout = weights_layout(cfg.weights) if original else "scratch"
     module = MaskRCNNModule(cfg.model_dump(), layout=layout)
