@@ -18,8 +18,9 @@ import os
 import shutil
 from pathlib import Path
 
-from fashionfail.cli import ERRORS_EPILOG, USER_ERRORS, error_exit, report_errors
+from fashionfail.cli import ERRORS_EPILOG, USER_ERRORS, add_debug_flag, error_exit, report_errors
 from fashionfail.config import (
+    OPTIMIZERS,
     SOURCES,
     DownloadConfig,
     RleEncodeConfig,
@@ -116,6 +117,7 @@ def _make_fashionpedia_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PARAMS,
         help="params file (default: the repository's params.yaml)",
     )
+    add_debug_flag(p)
     return p
 
 
@@ -186,7 +188,7 @@ def build_train_parser(description: str, plus: bool) -> argparse.ArgumentParser:
     ap.add_argument("--max_epochs", "--max-epochs", type=int)
     ap.add_argument("--strategy", help="auto, ddp, ...")
     ap.add_argument("--num_nodes", "--num-nodes", type=int)
-    ap.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    ap.add_argument("--optimizer", choices=OPTIMIZERS)
     ap.add_argument("--lr", type=float)
     ap.add_argument("--num_workers", "--num-workers", type=int)
     ap.add_argument("--arch", help="model architecture (see params.yaml)")
@@ -203,6 +205,7 @@ def build_train_parser(description: str, plus: bool) -> argparse.ArgumentParser:
     ap.add_argument("--save_dir", "--save-dir", type=Path, default=Path("saved_models"),
                     help="checkpoints go to SAVE_DIR/EXPERIMENT/ and the best one is copied "
                          "to SAVE_DIR/EXPERIMENT.ckpt (default: saved_models)")  # fmt: skip
+    add_debug_flag(ap)
     return ap
 
 

@@ -7,11 +7,19 @@ params.yaml or a `dvc exp run -S` override never trains for an hour on a default
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fashionfail.categories import LabelSpaceName
 
@@ -20,8 +28,39 @@ class ConfigError(Exception):
     """A params file or section is wrong; the message names the file and key."""
 
 
+# YAML 1.1 (PyYAML) reads `1e-3` and `5e2` as strings: a float needs a dot (`1.0e-3`).
+_YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _takes_float(annotation: object) -> bool:
+    """Whether a field's type accepts a float (float, float | int, tuple[float, float], ...)."""
+    if annotation is float:
+        return True
+    return any(_takes_float(a) for a in get_args(annotation))
+
+
+def _yaml11_number(value: object) -> object:
+    if isinstance(value, str) and _YAML11_FLOAT.match(value.strip()):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_yaml11_number(v) for v in value)
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_written_as_strings(cls, values: Any) -> Any:
+        """Accept `lr: 1e-3` (a string in YAML 1.1, so in params.yaml) for float fields."""
+        if not isinstance(values, dict):
+            return values
+        fields = cls.model_fields
+        return {
+            k: _yaml11_number(v) if k in fields and _takes_float(fields[k].annotation) else v
+            for k, v in values.items()
+        }
 
 
 class OfficialSource(_Section):
@@ -74,11 +113,27 @@ class SplitConfig(_Section):
         return v
 
 
-class RleEncodeConfig(_Section):
-    invalid: Literal["drop", "error"]
+InvalidPolicy = Literal["drop", "error"]  # rle-encode: drop and count, or fail
+RLE_POLICIES: tuple[str, ...] = get_args(InvalidPolicy)
 
+
+class RleEncodeConfig(_Section):
+    invalid: InvalidPolicy
+
+
+# Every metric MaskRCNNModule logs (fashionfail/models/module.py), i.e. what `monitor` can name.
+_LOSSES = ("loss", "loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
+           "loss_rpn_box_reg")  # fmt: skip
+MAP_METRICS = ("mAP", "AP50", "AP75", "AR1", "AR100")
+LOGGED_METRICS = (
+    *(f"val/{k}" for k in _LOSSES),
+    *(f"val/{iou}_{k}" for iou in ("bbox", "segm") for k in MAP_METRICS),
+    *(f"train/{k}" for k in _LOSSES),
+)
 
 WEIGHT_KEYWORDS = ("none", "coco")  # TrainConfig.weights values that name no file
+Optimizer = Literal["sgd", "adam", "adamw"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 
 
 class TrainConfig(_Section):
@@ -101,7 +156,7 @@ class TrainConfig(_Section):
     num_workers: int
     shuffle: bool
     max_epochs: int
-    optimizer: Literal["sgd", "adam", "adamw"]
+    optimizer: Optimizer
     lr: float
     momentum: float
     betas: tuple[float, float]
@@ -119,6 +174,9 @@ class TrainConfig(_Section):
     val_batch_size: int = 8
     val_mode: Literal["eval_bn", "train"] = "eval_bn"  # train: the original's (BN stats update)
     val_loss_mean: Literal["per_image", "per_batch"] = "per_image"
+    # val mAP on the first N val images of each rank (a fixed subset; 0: all) and its evaluator
+    eval_map_images: int = 0
+    eval_map_backend: Literal["faster_coco_eval", "pycocotools"] = "faster_coco_eval"
     limit_train_batches: float | int
     log_every_n_steps: int
     # Any other pl.Trainer argument (gradient_clip_val, accumulate_grad_batches, ...), passed on
@@ -131,11 +189,45 @@ class TrainConfig(_Section):
         check_trainer_arguments(v)
         return v
 
-    @field_validator("val_batch_size")
+    @field_validator("max_epochs", "batch_size", "min_size", "max_size", "num_nodes",
+                     "log_every_n_steps", "val_batch_size")  # fmt: skip
     @classmethod
     def _at_least_one(cls, v: int) -> int:
+        # max_epochs -1 would mean "forever" to Lightning: a run that never ends.
         if v < 1:
             raise ValueError("must be >= 1")
+        return v
+
+    @field_validator("num_workers", "eval_map_every_n_epochs")
+    @classmethod
+    def _not_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+    @field_validator("lr")
+    @classmethod
+    def _positive_lr(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError("must be > 0")
+        return v
+
+    @field_validator("limit_train_batches")
+    @classmethod
+    def _limit(cls, v: float | int) -> float | int:
+        if isinstance(v, float) and not 0.0 < v <= 1.0:
+            raise ValueError("a fraction must be in (0, 1] (an int is a number of batches)")
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be > 0: a fraction in (0, 1] or a number of batches >= 1")
+        return v
+
+    @field_validator("monitor")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        if v not in LOGGED_METRICS:
+            raise ValueError(
+                f"{v!r} is not a metric the training logs; use one of {', '.join(LOGGED_METRICS)}"
+            )
         return v
 
     @property
@@ -289,7 +381,11 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     except FileNotFoundError:
         raise ConfigError(f"{path}: params file not found") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (not UTF-8)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a params file") from None
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: expected a mapping of sections")
     return params

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -64,10 +65,15 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
     The one output-folder transaction of the project (predict's overlays, evaluate's folder): on
     any error, interrupt included, the temporary folder is removed and `path` is left as it was.
-    An existing `path` is moved aside before the rename and deleted after it.
+    An existing `path` is moved aside before the rename and deleted after it. Folders a killed
+    run left beside `path` (`.<name>.*.tmp`, `.<name>.*.old`) are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("tmp", "old"):
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.{suffix}"):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700; give the folder normal permissions
     try:

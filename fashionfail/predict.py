@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fashionfail.cli import USER_ERRORS, error_exit
+from fashionfail.cli import USER_ERRORS, add_debug_flag, error_exit
 from fashionfail.config import PredictConfig, parse_section
 from fashionfail.jsonio import DataError, atomic_dir, dump_json
 
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
             "record. Errors print one line 'error: ...' to stderr and exit 1 without writing."
         ),
     )
+    add_debug_flag(parser)
     add = parser.add_argument
     add("--images", type=Path, required=True, help="folder of images (not recursive)")
     add("--model", "--checkpoint", dest="checkpoint", type=Path, required=True,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fashionfail.cli import USER_ERRORS, error_exit
+from fashionfail.cli import USER_ERRORS, add_debug_flag, error_exit
 from fashionfail.config import load_section
 from fashionfail.data.sources import REPORT_NAME, run_download
 
@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--out", default="data/raw", help="root folder of the raw layout (default: %(default)s)"
     )
+    add_debug_flag(p)
     return p.parse_args(argv)
 
 

@@ -186,6 +186,15 @@ def _jpeg_like(rng: random.Random, n: int = 1500) -> bytes:
     return b"\xff\xd8\xff\xe0" + rng.randbytes(n)
 
 
+def real_jpeg(rng: random.Random, side: int = 8) -> bytes:
+    """A decodable JPEG of random pixels (the downloader checks FashionFail images' content)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (side, side), rng.randbytes(3 * side * side)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
 def make_zip(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
@@ -231,8 +240,14 @@ class FakeOfficial(FaultServer):
         self.files.update(
             {
                 # big enough that a drop after a few hundred bytes is mid-file
-                ANN_TRAIN: json.dumps({"images": [{"id": i} for i in range(300)]}).encode(),
-                ANN_VAL: json.dumps({"images": [{"id": 1}], "annotations": []}).encode(),
+                # COCO keys: the downloader checks them (content validation).
+                ANN_TRAIN: json.dumps(
+                    {"images": [{"id": i} for i in range(300)], "annotations": [],
+                     "categories": []}
+                ).encode(),
+                ANN_VAL: json.dumps(
+                    {"images": [{"id": 1}], "annotations": [], "categories": []}
+                ).encode(),
                 ZIP_TRAIN: make_zip(self.train_members),
                 ZIP_VAL: make_zip(self.test_members),
             }
@@ -242,7 +257,7 @@ class FakeOfficial(FaultServer):
             for i in (1, 2, 3):
                 name = f"{split}_{i}.jpg"
                 if name != MISSING:
-                    self.files[image_path(name)] = _jpeg_like(rng, 300)
+                    self.files[image_path(name)] = real_jpeg(rng)
 
 
 def official_cfg(srv: FaultServer, **overrides: object) -> OfficialSource:

@@ -17,6 +17,7 @@ from pycocotools.cocoeval import COCOeval
 from fashionfail.categories import FASHIONFAIL_FP_IDS, fashionpedia_categories
 from fashionfail.eval.coco import (
     IOU_TYPES,
+    class_image_counts,
     class_weights,
     evaluate_results,
     load_ground_truth,
@@ -209,6 +210,36 @@ def test_hand_computed_weighted_metrics(tmp_path):
         assert m["mAR_w100"] == pytest.approx(3 / 5 * 2 / 3 + 2 / 5)
         assert m["mAR_w1"] == pytest.approx(3 / 5 * 2 / 3 + 2 / 5)
         assert m["AP"] == pytest.approx((ap0 + 1 + 1) / 3)  # COCO mean over classes 0, 1, 2
+
+
+def test_weights_count_images_not_instances(tmp_path):
+    """The paper's frequency is per image: 3 shirts in one image weigh as much as 1 shirt.
+
+    Class 0 has 4 instances in 2 images, class 1 has 2 instances in 2 images (plus a crowd
+    region, which does not count): weights 1/2 and 1/2, not 4/6 and 2/6 (instance counts).
+    """
+    anns = [
+        ann(1, 1, 0, (1, 1, 10, 10)),
+        ann(2, 1, 0, (20, 1, 10, 10), polygon=True),
+        ann(3, 1, 0, (1, 20, 12, 10)),
+        ann(4, 2, 0, (5, 5, 20, 20)),
+        ann(5, 3, 1, (2, 2, 20, 15)),
+        ann(6, 4, 1, (10, 10, 25, 20), polygon=True),
+        ann(7, 2, 1, (30, 20, 15, 15), crowd=True),
+    ]
+    gt = load_ground_truth(gt_file(tmp_path, anns, 4))
+    assert class_image_counts(gt, [0, 1, 2]) == {0: 2, 1: 2, 2: 0}
+    assert class_weights(gt) == pytest.approx({0: 1 / 2, 1: 1 / 2})
+    a = gt.anns
+    # Every class-0 instance found (AP 1); one of the two class-1 instances (recall 1/2).
+    preds = [perfect(gt, a[k], 0.9 - k / 100) for k in (1, 2, 3, 4, 5)]
+    metrics, per_class, weights = evaluate_results(gt, preds, tuple(range(46)))
+    assert weights == pytest.approx({0: 1 / 2, 1: 1 / 2})
+    ap1 = 51 / 101  # precision 1 up to recall 1/2: recall thresholds 0.00 .. 0.50
+    for iou_type in IOU_TYPES:
+        assert per_class[iou_type][0]["AP"] == pytest.approx(1.0)
+        assert per_class[iou_type][1]["AP"] == pytest.approx(ap1)
+        assert metrics[iou_type]["mAP_w"] == pytest.approx(1 / 2 * 1.0 + 1 / 2 * ap1)
 
 
 def test_weighted_metrics_undefined_without_gt():

@@ -7,8 +7,9 @@ from torchvision import tv_tensors
 from train_helpers import make_data, tiny_cfg
 
 from fashionfail.categories import LabelSpace
-from fashionfail.data.detection import DetectionDataset, collate
+from fashionfail.data.detection import DetectionDataset, collate, make_loader
 from fashionfail.data.presets import CropToObjects, train_transforms, val_transforms
+from fashionfail.jsonio import dump_json, load_json
 from fashionfail.models.factory import build_model, load_initial_weights, load_trained
 from fashionfail.models.module import MaskRCNNModule, losses_without_stat_updates
 
@@ -53,6 +54,39 @@ def test_presets_produce_valid_targets(data, preset):
         if len(boxes):
             assert (boxes[:, 2:] > boxes[:, :2]).all()  # no degenerate boxes reach the model
             assert target["labels"].min() >= 1
+
+
+def test_crowd_annotations_never_reach_training_targets(data, tmp_path):
+    """`iscrowd: 1` regions are left out of the training targets (as torchvision's detection
+    references do: a crowd region is no object to learn), also when an image has nothing else."""
+    fp = data / "fashionpedia"
+    coco = load_json(fp / "instances_attributes_train2020.json")
+    by_image: dict[int, list[dict]] = {}
+    for a in coco["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    several = [i for i, anns in by_image.items() if len(anns) >= 2]
+    assert len(several) >= 2, "the fixture needs images with several objects"
+    mixed, all_crowd = several[0], several[1]
+    for a in by_image[mixed][:1] + by_image[all_crowd]:
+        a["iscrowd"] = 1
+    dump_json(coco, tmp_path / "crowd.json")
+    space = LabelSpace("fashionpedia")
+    ds = DetectionDataset(fp / "images/train", tmp_path / "crowd.json", space)
+    loader = make_loader(ds, batch_size=len(ds), shuffle=False, num_workers=0)
+    _, targets = next(iter(loader))  # what training_step receives
+    assert {t["image_id"] for t in targets} == set(by_image) | {
+        img["id"] for img in coco["images"]
+    }
+    for target in targets:
+        expected = [a for a in by_image.get(target["image_id"], []) if not a["iscrowd"]]
+        assert target["labels"].tolist() == [space.to_label(a["category_id"]) for a in expected]
+        assert len(target["boxes"]) == len(target["masks"]) == len(expected)
+        xyxy = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in expected)]
+        assert torch.allclose(target["boxes"], torch.tensor(xyxy).reshape(-1, 4), atol=1e-3)
+        if target["image_id"] == all_crowd:
+            assert len(target["boxes"]) == 0
+        if target["image_id"] == mixed:
+            assert 0 < len(target["boxes"]) == len(by_image[mixed]) - 1
 
 
 def test_crop_to_objects_keeps_every_object():

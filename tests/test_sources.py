@@ -4,6 +4,7 @@ missing FashionFail images are left out of ff_<split>.json, failures still leave
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from http_fault_server import (  # tests/ is on sys.path (pytest rootdir import)
     image_path,
     official_cfg,
     read_tree,
+    real_jpeg,
 )
 
 import fashionfail.data.synthetic
@@ -162,7 +164,7 @@ def test_missing_image_is_left_out_until_it_is_served(server: FakeOfficial, tmp_
         (MISSING, [101])
     ]
 
-    server.files[image_path(MISSING)] = b"\xff\xd8late"
+    server.files[image_path(MISSING)] = real_jpeg(random.Random(1))  # content is checked
     before = len(server.log)
     again = run_download(_cfg("official", server), tmp_path)["official"]
 

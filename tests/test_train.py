@@ -72,6 +72,32 @@ def test_train_writes_checkpoints_and_the_same_metrics_to_aim_and_dvclive(data, 
     assert float(tsv[-1]) == pytest.approx(aim_val_loss[-1], rel=1e-6)
 
 
+def _epoch_values(live_dir, metric="val/loss"):
+    """Per-epoch values of `metric` as dvclive wrote them (one row per validation)."""
+    header, *rows = (live_dir / f"plots/metrics/{metric}.tsv").read_text().splitlines()
+    column = header.split("\t").index(metric.rsplit("/", 1)[-1])
+    return [float(row.split("\t")[column]) for row in rows]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_best_checkpoint_is_the_best_epoch_for_the_monitor_mode(data, tmp_path, mode):
+    """best.ckpt holds the epoch whose monitored value is lowest (min) or highest (max)."""
+    paths = fp_paths(data, tmp_path)
+    cfg = tiny_cfg(max_epochs=3, monitor="val/loss", monitor_mode=mode, limit_train_batches=1,
+                   eval_map_every_n_epochs=100)  # val loss only: seconds per epoch
+    summary = train(cfg, paths)
+    losses = _epoch_values(paths.live_dir)
+    assert len(losses) == 3 and len(set(losses)) == 3, losses  # no tie: the choice shows
+    pick = min if mode == "min" else max
+    best_epoch = losses.index(pick(losses))
+    best = torch.load(paths.out_dir / "best.ckpt", map_location="cpu", weights_only=False)
+    assert best["epoch"] == best_epoch, (mode, losses)
+    assert summary["best_score"] == pytest.approx(pick(losses), rel=1e-5)
+    last = torch.load(paths.out_dir / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 2
+
+
 def test_finetune_starts_from_the_facere_checkpoint(data, tmp_path, capsys):
     facere = fp_paths(data, tmp_path)
     train(tiny_cfg(), facere)

@@ -1,8 +1,10 @@
 """Detection datasets for training: torchvision CocoDetection wrapped for the v2 transforms.
 
-The only additions to torchvision's wrapper: category ids are mapped to model labels through a
-LabelSpace, crowd annotations are left out of the targets, images without annotations get empty
-targets, and unreadable image files fail with their path and image id.
+The only additions to torchvision's wrapper: the annotation file and its images are validated
+first (fashionfail.data.coco_checks: one-line errors, tolerated problems dropped and counted in
+`report`), category ids are mapped to model labels through a LabelSpace, crowd annotations are
+left out of the targets, images without annotations get empty targets, and unreadable image files
+fail with their path and image id.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import UnidentifiedImageError
+from PIL.Image import DecompressionBombError, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.datasets import CocoDetection, VisionDataset, wrap_dataset_for_transforms_v2
 from torchvision.transforms.v2 import functional as F
 
 from fashionfail.categories import LabelSpace
+from fashionfail.data.coco_checks import check_annotations, check_image_files
 from fashionfail.jsonio import DataError, load_json
 
 _TARGET_KEYS = ("image_id", "boxes", "labels", "masks", "iscrowd")
@@ -29,13 +32,18 @@ _TARGET_KEYS = ("image_id", "boxes", "labels", "masks", "iscrowd")
 class _QuietCoco(CocoDetection):
     """CocoDetection whose annotation file is parsed with our checked loader (clear errors)."""
 
-    def __init__(self, root: str, ann_file: str):
+    def __init__(self, root: str, ann_file: str, space: LabelSpace):
         from pycocotools.coco import COCO
 
         data = load_json(ann_file)
-        for key in ("images", "annotations", "categories"):
-            if key not in data:
-                raise DataError(f"{ann_file}: missing top-level key {key!r}")
+        # Structure, categories and geometry (coco_checks' rules): errors name the file and id;
+        # tolerated problems are dropped here and counted in `self.report`.
+        self.report = check_annotations(
+            data, ann_file, category_ids=space.dataset_ids, category_label=f"a {space.name} class"
+        )
+        if not data["images"]:
+            raise DataError(f"{ann_file}: no images")
+        check_image_files(data["images"], root, ann_file)
         VisionDataset.__init__(self, root)  # CocoDetection's own __init__ would re-read the file
         coco = COCO()
         coco.dataset = data
@@ -56,8 +64,8 @@ class DetectionDataset(Dataset):
         transforms: Callable | None = None,
     ):
         self.img_dir, self.ann_file = Path(img_dir), Path(ann_file)
-        base = _QuietCoco(str(self.img_dir), str(self.ann_file))
-        self._check(base, space)
+        base = _QuietCoco(str(self.img_dir), str(self.ann_file), space)
+        self.report = base.report  # annotations dropped / counted by the checks
         self.base = wrap_dataset_for_transforms_v2(base, target_keys=_TARGET_KEYS)
         self.ids = base.ids
         self.space = space
@@ -67,32 +75,13 @@ class DetectionDataset(Dataset):
             cid: space.to_label(cid) for cid in base.coco.getCatIds() if space.contains(cid)
         }
 
-    def _check(self, base: CocoDetection, space: LabelSpace) -> None:
-        if not base.ids:
-            raise DataError(f"{self.ann_file}: no images")
-        for ann in base.coco.dataset["annotations"]:
-            if not space.contains(ann.get("category_id")):
-                raise DataError(
-                    f"{self.ann_file}: annotation {ann.get('id')} (image {ann.get('image_id')}) "
-                    f"has category_id {ann.get('category_id')}, not a {space.name} class"
-                )
-        missing = [
-            img["file_name"] for img in base.coco.imgs.values()
-            if not (self.img_dir / img["file_name"]).is_file()
-        ]  # fmt: skip
-        if missing:
-            raise DataError(
-                f"{self.img_dir}: {len(missing)} image file(s) of {self.ann_file.name} missing, "
-                f"first: {missing[0]}"
-            )
-
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, index: int) -> tuple[Any, dict[str, Any]]:
         try:
             image, target = self.base[index]
-        except (OSError, UnidentifiedImageError, SyntaxError) as e:
+        except (OSError, UnidentifiedImageError, SyntaxError, DecompressionBombError) as e:
             info = self.base.coco.imgs[self.ids[index]]
             raise DataError(
                 f"{self.img_dir / info['file_name']}: cannot decode image "

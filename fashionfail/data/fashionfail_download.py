@@ -27,6 +27,7 @@ import requests
 from tqdm import tqdm
 
 from fashionfail.config import OfficialSource
+from fashionfail.data.content import coco_json_problem, image_problem
 from fashionfail.data.transfer import (
     DownloadError,
     Manifest,
@@ -137,7 +138,7 @@ class _ImageJob:
 
 def _fetch_image(job: _ImageJob, cfg: OfficialSource, sessions: ThreadSessions) -> dict:
     try:
-        return fetch_file(job.url, job.dest, cfg, session=sessions.get())
+        return fetch_file(job.url, job.dest, cfg, session=sessions.get(), check=image_problem)
     except DownloadError as e:
         # An image is small: a later run refetches it whole, so leave no .part in the output.
         discard_part(job.dest.with_name(job.dest.name + ".part"))
@@ -154,7 +155,7 @@ def fetch_images(
     todo = []
     for job in jobs:
         stats[job.split]["total"] += 1
-        if manifest.is_complete(job.dest, job.url):
+        if manifest.is_complete(job.dest, job.url, image_problem):
             stats[job.split]["skipped"] += 1
             stats[job.split]["bytes"] += job.dest.stat().st_size
         else:
@@ -206,7 +207,7 @@ def published_ff(
         dest = ff_dir / "published" / f"ff_{split}.json"
         url = f"{cfg.fashionfail_url.rstrip('/')}/ff_{split}.json"
         files[f"fashionfail/published/{dest.name}"] = fetch_tracked(
-            url, dest, cfg, manifest, session)
+            url, dest, cfg, manifest, session, check=coco_json_problem)
         jobs += [
             _ImageJob(split, img["id"], img["file_name"], ff_image_url(img["original_url"]),
                       ff_dir / "images" / split / img["file_name"])

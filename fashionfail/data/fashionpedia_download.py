@@ -21,6 +21,7 @@ import requests
 from tqdm import tqdm
 
 from fashionfail.config import OfficialSource
+from fashionfail.data.content import coco_json_problem
 from fashionfail.data.sources import count_files
 from fashionfail.data.transfer import CHUNK, Manifest, fetch_tracked
 from fashionfail.jsonio import DataError, dump_json, load_json
@@ -111,7 +112,9 @@ def fetch_fashionpedia(
     for name in FP_ANNOTATIONS:
         dest = fp_dir / name
         url = f"{cfg.fashionpedia_url.rstrip('/')}/annotations/{name}"
-        files[f"fashionpedia/{name}"] = fetch_tracked(url, dest, cfg, manifest, session)
+        files[f"fashionpedia/{name}"] = fetch_tracked(
+            url, dest, cfg, manifest, session, check=coco_json_problem
+        )
     zips: dict[str, dict] = {}
     for name, top in FP_ZIPS.items():
         files[f"fashionpedia/{name}"], zips[name] = fashionpedia_zip(

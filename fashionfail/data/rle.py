@@ -35,11 +35,11 @@ from typing import NamedTuple
 import msgspec
 from pycocotools import mask as mask_utils
 
+from fashionfail.config import RLE_POLICIES as POLICIES
 from fashionfail.data.coco_checks import index_images
 from fashionfail.data.coco_io import dump_coco, gc_paused, load_coco
 from fashionfail.jsonio import DataError, dump_json
 
-POLICIES = ("drop", "error")
 CHUNK = 4000  # annotations per worker task: ~2 MB payload, ~0.1 s of work
 EXAMPLES = 5  # offending annotation ids kept per reason in the report
 POOL_MIN_BYTES = 16 << 20  # below this a pool costs more than it saves
@@ -226,6 +226,11 @@ def _outcomes(
             yield planned, kind, result
 
 
+def _check_policy(invalid: str) -> None:
+    if invalid not in POLICIES:
+        raise ValueError(f"invalid must be one of {POLICIES}, got {invalid!r}")
+
+
 def encode_coco(
     coco: dict,
     source: str | os.PathLike,
@@ -238,8 +243,7 @@ def encode_coco(
     `pool`: a multiprocessing pool to spread the work over, or None to work in this process;
     `max_in_flight`: chunks submitted to it at a time (bounds the payloads held in memory).
     """
-    if invalid not in POLICIES:
-        raise ValueError(f"invalid must be one of {POLICIES}, got {invalid!r}")
+    _check_policy(invalid)
     images = index_images(coco, source)
     annotations = coco["annotations"]
     kinds: dict[str, int] = {}
@@ -320,8 +324,7 @@ def encode_file(
     cores for large files and a single process for small ones. Both outputs are written
     atomically; nothing is written if the input is rejected.
     """
-    if invalid not in POLICIES:
-        raise ValueError(f"invalid must be one of {POLICIES}, got {invalid!r}")
+    _check_policy(invalid)  # before the (possibly gigabyte) file is read
     ann_in, ann_out = Path(ann_in), Path(ann_out)
     report_out = Path(report_out) if report_out is not None else default_report_path(ann_out)
     n_workers = _resolve_workers(workers, ann_in)

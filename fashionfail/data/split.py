@@ -15,6 +15,7 @@ import os
 
 from fashionfail.data.coco_checks import validate_coco
 from fashionfail.data.coco_io import dump_coco, gc_paused, load_coco
+from fashionfail.jsonio import DataError
 
 
 def split_ids(image_ids: list[int], val_fraction: float, seed: int) -> tuple[list, list]:
@@ -33,7 +34,12 @@ def split_coco(coco: dict, val_fraction: float, seed: int) -> tuple[dict, dict]:
     images and annotations stay in file order. The input dict is not modified.
     """
     ids = [img["id"] for img in coco["images"]]
-    _, val_ids = split_ids(ids, val_fraction, seed)
+    try:
+        _, val_ids = split_ids(ids, val_fraction, seed)
+    except ValueError as e:  # sklearn: too few images for this fraction (0 or 1 image, ...)
+        raise DataError(
+            f"cannot split {len(ids)} images with val_fraction {val_fraction}: {e}"
+        ) from None
     val_set = set(val_ids)
     parts = []
     for in_val in (False, True):
@@ -62,7 +68,10 @@ def split_file(
     with gc_paused():
         coco = load_coco(ann)
         validate_coco(coco, ann)
-        train, val = split_coco(coco, val_fraction, seed)
+        try:
+            train, val = split_coco(coco, val_fraction, seed)
+        except DataError as e:
+            raise DataError(f"{ann}: {e}") from None
         # Both writes are atomic; if the second fails the first is removed so that the pair is
         # never half updated.
         dump_coco(train, train_out)

@@ -11,6 +11,10 @@
   the server sends Retry-After); any other HTTP error (404, 403, ...) fails at once.
 - `Manifest` (`.download_manifest.json`, one per output folder): url and size of every file
   completed there. A rerun skips a file that exists with that size without sending any request.
+- Content (`check`, fashionfail.data.content): a file of the right size can still be an HTML
+  error page or a truncated image. A finished `.part` that fails its check is deleted and the
+  attempt counts as failed (retried, then reported); a file the manifest calls complete is
+  checked again (parse / decode, no request) and, if it fails, deleted and fetched again.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +52,10 @@ _TRANSIENT = (
     http.client.HTTPException,
     ConnectionError,
 )
+
+
+# A content check: None for a good file, else a short reason (fashionfail.data.content).
+Check = Callable[[Path], "str | None"]
 
 
 class DownloadError(DataError):
@@ -90,8 +99,9 @@ def fetch_file(
     *,
     session: requests.Session | None = None,
     progress: bool = False,
+    check: Check | None = None,
 ) -> dict[str, Any]:
-    """Download `url` to `dest` via `dest.part` with resume, retries and size check.
+    """Download `url` to `dest` via `dest.part` with resume, retries, size and content check.
 
     Returns {"url", "bytes", "status": "downloaded" | "resumed", "attempts"}. Raises DownloadError
     (a DataError naming the URL) on a final HTTP status or when every attempt failed; the `.part`
@@ -116,6 +126,15 @@ def fetch_file(
                     log.warning("%s: attempt %d/%d failed (%s); retrying in %.3g s",
                                 url, attempt, cfg.retries, reason, delay)
                     time.sleep(delay)
+                continue
+            problem = check(part) if check is not None else None
+            if problem is not None:
+                discard_part(part)  # a whole wrong body: the next attempt starts from zero
+                reason = f"content invalid: {problem}"
+                if attempt < cfg.retries:
+                    log.warning("%s: attempt %d/%d: %s; retrying", url, attempt, cfg.retries,
+                                reason)  # fmt: skip
+                    time.sleep(cfg.backoff_s * 2 ** (attempt - 1))
                 continue
             os.replace(part, dest)
             _meta_path(part).unlink(missing_ok=True)
@@ -269,12 +288,22 @@ class Manifest:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
-    def is_complete(self, path: Path, url: str) -> bool:
+    def is_complete(self, path: Path, url: str, check: Check | None = None) -> bool:
+        """Whether `path` is a finished download of `url`: recorded here, of the recorded size,
+        and (with `check`) still of valid content; a file failing the check is deleted."""
         entry = self.entries.get(self.rel(path))
-        return (
+        if not (
             entry is not None and entry.get("url") == url and path.is_file()
             and path.stat().st_size == entry.get("bytes")
-        )
+        ):
+            return False
+        problem = check(path) if check is not None else None
+        if problem is not None:
+            log.warning("%s: marked complete but %s; fetching it again", path, problem)
+            path.unlink(missing_ok=True)
+            self.forget(path)
+            return False
+        return True
 
     def record(self, path: Path, url: str, size: int) -> None:
         self.entries[self.rel(path)] = {"url": url, "bytes": size}
@@ -287,12 +316,14 @@ class Manifest:
 
 
 def fetch_tracked(
-    url: str, dest: Path, cfg: OfficialSource, manifest: Manifest, session: requests.Session
+    url: str, dest: Path, cfg: OfficialSource, manifest: Manifest, session: requests.Session,
+    check: Check | None = None,
 ) -> dict[str, Any]:
-    """fetch_file, unless the manifest says `dest` is already complete; records it when done."""
-    if manifest.is_complete(dest, url):
+    """fetch_file, unless the manifest says `dest` is already complete (and `check` still passes);
+    records it when done."""
+    if manifest.is_complete(dest, url, check):
         return {"url": url, "bytes": dest.stat().st_size, "status": "skipped", "attempts": 0}
-    result = fetch_file(url, dest, cfg, session=session, progress=True)
+    result = fetch_file(url, dest, cfg, session=session, progress=True, check=check)
     manifest.record(dest, url, result["bytes"])
     manifest.save()
     log.info("%s: %s, %d bytes", dest.name, result["status"], result["bytes"])

@@ -32,7 +32,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from fashionfail.categories import FASHIONFAIL_FP_IDS
-from fashionfail.data.coco_checks import validate_coco
+from fashionfail.data.coco_checks import check_annotations, validate_coco
 from fashionfail.jsonio import DataError, load_json
 
 IOU_TYPES = ("bbox", "segm")
@@ -42,45 +42,26 @@ PLAIN_KEYS = ("mAP_plain", "mAR_plain")  # unweighted means over the same Fashio
 _GT_KEYS = ("area", "iscrowd")  # needed by COCOeval beyond the structural checks
 
 
-def _check_segmentation(seg: object, ann_id: int, source: str | os.PathLike) -> None:
-    """pycocotools crashes or silently misreads these; name the annotation instead."""
-    if isinstance(seg, dict):
-        if "counts" not in seg or "size" not in seg:
-            raise DataError(f"{source}: annotation id {ann_id} has an RLE without counts/size")
-        return
-    if not isinstance(seg, list) or not seg:
-        raise DataError(f"{source}: annotation id {ann_id} has an empty or invalid segmentation")
-    for poly in seg:
-        # frPyObjects reads a first part of 4 numbers as a box and rejects shorter ones.
-        if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
-            raise DataError(
-                f"{source}: annotation id {ann_id} has a polygon with fewer than 3 points"
-            )
-
-
 def load_ground_truth(path: str | os.PathLike) -> COCO:
     """Load and check a COCO GT file; DataError naming the file and id if COCOeval can't use it.
 
+    The checks are the training sets' (fashionfail.data.coco_checks.check_annotations) in
+    ground-truth mode: anything a training set would drop is an error here (dropping GT would
+    silently change mAP); boxes slightly beyond their image are kept and counted in
+    `coco.check_report`, as the original scores them as they are.
     Annotation ids are renumbered 1..M when any is < 1: COCOeval stores matched GT ids in
     `dtMatches` and reads 0 as "unmatched", so an annotation with id 0 could never be a TP.
     """
     data = load_json(path)
     validate_coco(data, path)
-    category_ids = set()
     for cat in data["categories"]:
         if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
             raise DataError(f"{path}: every category needs 'id' and 'name' (got {cat!r})")
-        category_ids.add(cat["id"])
     for ann in data["annotations"]:
         for key in _GT_KEYS:
             if key not in ann:
                 raise DataError(f"{path}: annotation id {ann['id']} is missing key {key!r}")
-        if ann["category_id"] not in category_ids:
-            raise DataError(
-                f"{path}: annotation id {ann['id']} has category_id {ann['category_id']!r}, "
-                "not in 'categories'"
-            )
-        _check_segmentation(ann["segmentation"], ann["id"], path)
+    report = check_annotations(data, path, ground_truth=True)
     if any(ann["id"] < 1 for ann in data["annotations"]):
         for new_id, ann in enumerate(data["annotations"], start=1):
             ann["id"] = new_id
@@ -88,6 +69,7 @@ def load_ground_truth(path: str | os.PathLike) -> COCO:
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         coco.createIndex()
+    coco.check_report = report
     return coco
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from PIL import Image
 
 from fashionfail.categories import FASHIONPEDIA_NAMES, LABEL_SPACES, LabelSpace
 from fashionfail.config import EvaluateConfig
+from fashionfail.data.coco_checks import check_image_files
 from fashionfail.eval.coco import (
     IOU_TYPES,
     class_image_counts,
@@ -35,18 +37,14 @@ from fashionfail.jsonio import DataError, atomic_dir, dump_json
 _TABLE_METRICS = ("AP", "AP50", "TP", "FP", "FN")
 
 
-def _gt_items(gt, images_dir: Path) -> list[ImageItem]:
-    """GT images in id order, with the size the annotations expect; all files must exist."""
-    items = [
+def _gt_items(gt, images_dir: Path, gt_path: Path) -> list[ImageItem]:
+    """GT images in id order, with the size the annotations expect; every file must exist,
+    open, and have that size (coco_checks.check_image_files)."""
+    check_image_files(gt.dataset["images"], images_dir, gt_path)
+    return [
         ImageItem(img["id"], images_dir / img["file_name"], (img["height"], img["width"]))
         for img in sorted(gt.dataset["images"], key=lambda img: img["id"])
     ]
-    missing = [it.path for it in items if not it.path.is_file()]
-    if missing:
-        raise DataError(
-            f"{missing[0]}: image file not found ({len(missing)} of {len(items)} missing)"
-        )
-    return items
 
 
 def per_class_rows(
@@ -212,7 +210,7 @@ def evaluate(
     if (checkpoint is None) == (predictions is None):
         raise DataError("evaluate needs either a model file or a prediction file, not both")
     gt = load_ground_truth(gt_path)
-    items = _gt_items(gt, images_dir)
+    items = _gt_items(gt, images_dir, gt_path)
     evaluated = LabelSpace(classes).dataset_ids
     if predictions is not None:
         fmt = prediction_format or PRESETS["coco"]
@@ -235,6 +233,9 @@ def evaluate(
         source = {"checkpoint": str(checkpoint)}
     metrics, per_class, weights = evaluate_results(gt, records, evaluated)
     metrics.update({"num_images": len(items), "num_predictions": len(records)})
+    if gt.check_report.counted:  # GT kept as the original scores it, but not silently
+        metrics["gt_counted"] = dict(gt.check_report.counted)
+        print(f"{gt_path}: {gt.check_report.summary()} (see metrics.json)", file=sys.stderr)
 
     rows = per_class_rows(per_class, class_image_counts(gt, evaluated), len(items), weights)
 

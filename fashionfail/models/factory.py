@@ -223,6 +223,25 @@ def _model_state(ckpt: dict) -> dict[str, torch.Tensor]:
     return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
 
 
+def check_head_init(classes: str | None, target: LabelSpace, head_init: str, path: object) -> None:
+    """ValueError if `head_init` cannot be served by a weights file whose label space is `classes`
+    (None: a plain state dict). "remap" needs one of our checkpoints whose classes cover the
+    target's; "random" works with any file."""
+    if head_init != "remap":
+        return
+    if classes is None:
+        raise ValueError(
+            f"{path}: head_init remap needs a checkpoint of this project (it names its classes); "
+            "this file has no label space: use head_init random"
+        )
+    source = LabelSpace(classes)
+    if not all(source.contains(c) for c in target.dataset_ids):
+        raise ValueError(
+            f"{path}: head_init remap: its {source.name} classes do not cover the {target.name} "
+            "classes; use head_init random"
+        )
+
+
 _PREDICTORS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.")
 
 
@@ -288,6 +307,7 @@ def load_initial_weights(
     Raises ValueError if the file matches none of the model's backbone (wrong architecture).
     """
     state, classes = read_weights_file(path)
+    check_head_init(classes, target, head_init, path)
     own = model.state_dict()
     source = LabelSpace(classes) if classes is not None else None
     if (

@@ -72,7 +72,10 @@ class MaskRCNNModule(pl.LightningModule):
             coco=self.cfg.weights == "coco",
             layout="pretrained" if self.cfg.weights == "coco" else layout,
         )
-        self.val_map = MeanAveragePrecision(iou_type=("bbox", "segm"), backend="pycocotools")
+        self.val_map = MeanAveragePrecision(
+            iou_type=("bbox", "segm"), backend=self.cfg.eval_map_backend
+        )
+        self._map_images = 0  # images scored for val mAP so far this validation epoch
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         return self.model(images)
@@ -100,6 +103,20 @@ class MaskRCNNModule(pl.LightningModule):
         every = self.cfg.eval_map_every_n_epochs
         return every > 0 and (self.current_epoch + 1) % every == 0
 
+    def on_validation_epoch_start(self) -> None:
+        self._map_images = 0
+
+    def _map_subset(self, batch: tuple[list, list]) -> tuple[list, list]:
+        """The part of `batch` scored for val mAP: the first `eval_map_images` images of this
+        rank's (unshuffled) val loader, a fixed subset; all of them when it is 0."""
+        images, targets = batch
+        limit = self.cfg.eval_map_images
+        if limit > 0:
+            take = max(0, min(len(images), limit - self._map_images))
+            images, targets = images[:take], targets[:take]
+        self._map_images += len(images)
+        return images, targets
+
     def validation_step(self, batch: tuple[list, list], batch_idx: int) -> None:
         if self.cfg.val_mode == "train":
             # The original: the whole model in train mode, so BatchNorm layers normalise with
@@ -110,7 +127,9 @@ class MaskRCNNModule(pl.LightningModule):
             with losses_without_stat_updates(self.model):
                 self._losses(batch, "val")
         if self._map_this_epoch():
-            images, targets = batch
+            images, targets = self._map_subset(batch)
+            if not images:
+                return
             preds = self.model(images)
             self.val_map.update(
                 [{"boxes": p["boxes"], "scores": p["scores"], "labels": p["labels"],

@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +18,23 @@ import orjson
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from fashionfail.categories import LabelSpace
 from fashionfail.config import ConfigError, TrainConfig
 from fashionfail.data.detection import DetectionDataset, make_loader
 from fashionfail.data.presets import train_transforms, val_transforms
-from fashionfail.jsonio import dump_json, load_json
-from fashionfail.models.factory import load_initial_weights, load_whole_model, weights_layout
+from fashionfail.guard import remove_stale_temp_files, training_lock, watch_parent
+from fashionfail.jsonio import DataError, dump_json, load_json
+from fashionfail.models.factory import (
+    check_head_init,
+    load_initial_weights,
+    load_whole_model,
+    read_weights_file,
+    weights_layout,
+)
 from fashionfail.models.module import MaskRCNNModule
 from fashionfail.models.progress import progress_settings, quiet_known_noise
+from fashionfail.models.safety import AtomicModelCheckpoint
 
 # Failures of a training run that are the user's to fix (reported in one line, no traceback):
 # a bad weights file, a missing path, an accelerator or strategy Lightning cannot provide.
@@ -101,19 +109,26 @@ def _git_revision() -> str:
         return "unknown"
 
 
-def _prepare_out_dir(cfg: TrainConfig, paths: TrainPaths) -> tuple[Path | None, dict[str, Any]]:
+def _prepare_out_dir(
+    cfg: TrainConfig, paths: TrainPaths, data_checks: dict | None = None
+) -> tuple[Path | None, dict[str, Any]]:
     """Decide between resuming an interrupted run and starting afresh; returns (ckpt, run info).
 
     `last.ckpt` is resumed only if run.json says the run with the same fingerprint did not finish:
     a finished run, or one with other params or data, starts over (old checkpoints removed).
+    Temporary files of a killed run are removed either way.
     """
     fp = fingerprint(cfg, paths)
     run_file = paths.out_dir / RUN_FILE
     last = paths.out_dir / "last.ckpt"
+    if _is_main_process() and paths.out_dir.is_dir():
+        remove_stale_temp_files(paths.out_dir)
     info = load_json(run_file) if run_file.is_file() else {}
     if info.get("fingerprint") == fp and info.get("status") == "running" and last.is_file():
         return last, info
-    info = {"fingerprint": fp, "status": "running", "name": paths.name}
+    info = {"fingerprint": fp, "status": "running", "name": paths.name, "pid": os.getpid()}
+    if data_checks:
+        info["data_checks"] = data_checks
     if _is_main_process():
         for stale in ("best.ckpt", "last.ckpt", RUN_FILE):
             (paths.out_dir / stale).unlink(missing_ok=True)
@@ -166,12 +181,28 @@ def check_config(cfg: TrainConfig) -> None:
             f"monitor {cfg.monitor!r} is computed only when eval_map_every_n_epochs is 1 "
             f"(it is {cfg.eval_map_every_n_epochs}); monitor val/loss or evaluate every epoch"
         )
-    if cfg.weights_file is not None and not cfg.weights_file.is_file():
-        raise ConfigError(f"weights: {cfg.weights}: file not found (use none, coco or a path)")
+    if cfg.weights_file is not None:
+        if not cfg.weights_file.is_file():
+            raise ConfigError(f"weights: {cfg.weights}: file not found (use none, coco or a path)")
+        _, classes = read_weights_file(cfg.weights_file)
+        try:
+            check_head_init(classes, LabelSpace(cfg.classes), cfg.head_init, cfg.weights)
+        except ValueError as e:
+            raise ConfigError(f"weights: {e}") from None
     if cfg.finetune_init == "original" and cfg.head_init == "remap":
         raise ConfigError(
             "finetune_init: original re-initialises both predictors, so head_init must be random"
         )
+
+
+def _holder(out_dir: Path) -> str:
+    """' (pid N)' from the run.json of the run holding `out_dir`, for the lock message."""
+    run_file = out_dir / RUN_FILE
+    try:
+        pid = load_json(run_file).get("pid") if run_file.is_file() else None
+    except (DataError, AttributeError):
+        pid = None
+    return f" (pid {pid})" if pid else ""
 
 
 def _all_batches(limit: float | int) -> bool:
@@ -179,7 +210,11 @@ def _all_batches(limit: float | int) -> bool:
 
 
 def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
-    """Train (or resume) one model; returns a summary with the best checkpoint and score."""
+    """Train (or resume) one model; returns a summary with the best checkpoint and score.
+
+    Everything is validated first (params, weights file, annotation files, image files, the
+    initial weights against the architecture); only then is the output folder locked and written.
+    """
     check_config(cfg)
     quiet_known_noise()
     pl.seed_everything(cfg.seed, workers=True)
@@ -191,31 +226,67 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         train_transforms(cfg.augment, cfg.augment_impl, cfg.min_size, cfg.max_size),
     )
     val_ds = DetectionDataset(paths.val_img_dir, paths.val_ann, space, val_transforms(cfg.augment))
+    data_checks = {}
+    for part, ds in (("train", train_ds), ("val", val_ds)):
+        data_checks[part] = ds.report.as_dict()
+        if ds.report.summary():
+            print(f"{ds.ann_file}: {ds.report.summary()} (see {paths.out_dir / RUN_FILE})",
+                  file=sys.stderr)  # fmt: skip
+    # finetune_init original: the weights file's own structure (see build_model's layouts).
+    original = cfg.weights_file is not None and cfg.finetune_init == "original"
+    layout = weights_layout(cfg.weights) if original else "scratch"
+    module = MaskRCNNModule(cfg.model_dump(), layout=layout)
+    init_counts = None
+    if cfg.weights_file is not None:
+        # Before anything is written: a file of another architecture fails here.
+        if original:
+            init_counts = load_whole_model(module.model, cfg.weights)
+        else:
+            init_counts = load_initial_weights(module.model, cfg.weights, space, cfg.head_init)
+        init_counts = {"finetune_init": cfg.finetune_init, "layout": layout, **init_counts}
+
+    if not _is_main_process():  # DDP ranks > 0: rank 0 holds the lock and watches the parent
+        return _fit(cfg, paths, module, train_ds, val_ds, data_checks, init_counts)
+    watch_parent()
+    with training_lock(paths.out_dir, _holder(paths.out_dir)):
+        return _fit(cfg, paths, module, train_ds, val_ds, data_checks, init_counts)
+
+
+def _fit(
+    cfg: TrainConfig,
+    paths: TrainPaths,
+    module: MaskRCNNModule,
+    train_ds: DetectionDataset,
+    val_ds: DetectionDataset,
+    data_checks: dict,
+    init_counts: dict | None,
+) -> dict[str, Any]:
     train_loader = make_loader(
         train_ds, cfg.batch_size, shuffle=cfg.shuffle, num_workers=cfg.num_workers, seed=cfg.seed
     )
     val_loader = make_loader(val_ds, cfg.val_batch_size, shuffle=False, num_workers=cfg.num_workers)
 
-    resume_from, info = _prepare_out_dir(cfg, paths)
-    from_file = cfg.weights_file is not None
-    original = from_file and cfg.finetune_init == "original"
-    layout = weights_layout(cfg.weights) if original else "scratch"
-    module = MaskRCNNModule(cfg.model_dump(), layout=layout)
-    if resume_from is None and from_file:
-        if original:
-            counts = load_whole_model(module.model, cfg.weights)
-        else:
-            counts = load_initial_weights(module.model, cfg.weights, space, cfg.head_init)
-        print(f"initial weights from {cfg.weights} ({cfg.finetune_init}, {layout}): {counts}")
+    resume_from, info = _prepare_out_dir(cfg, paths, data_checks)
+    if resume_from is None and init_counts is not None:
+        print(f"initial weights from {cfg.weights}: {init_counts}")
 
     loggers = _loggers(cfg, paths, info, resume=resume_from is not None)
-    checkpoint = ModelCheckpoint(
+    checkpoint = AtomicModelCheckpoint(
         dirpath=paths.out_dir,
         filename="best",
         monitor=cfg.monitor,
         mode=cfg.monitor_mode,
         save_top_k=1,
-        save_last=True,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+    # last.ckpt after every epoch, for resuming. Not `save_last=True` above: Lightning (2.6)
+    # writes that one only when the best checkpoint is written too, so after an epoch that did
+    # not improve, last.ckpt would still be the best epoch's and a resume would repeat epochs.
+    last = AtomicModelCheckpoint(
+        dirpath=paths.out_dir,
+        filename="last",
+        save_top_k=1,
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
@@ -234,7 +305,9 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         ),
         log_every_n_steps=cfg.log_every_n_steps,
         logger=loggers,
-        callbacks=[checkpoint, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]), *progress],
+        callbacks=[
+            checkpoint, last, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]), *progress
+        ],
         default_root_dir=str(paths.out_dir),
         enable_model_summary=False,
         **{"enable_progress_bar": progress_bar, **cfg.trainer},

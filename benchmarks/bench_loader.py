@@ -1,0 +1,156 @@
+"""Data-loading cost of the training recipes at real image sizes, per sample and per worker.
+
+Generates real-size synthetic data (download.synthetic.profile: real; Fashionpedia-like up to
+1024 px for `facere` and `cpu`, FashionFail-like 2400 px for `facere_plus`), then for each recipe
+and implementation measures, in a fresh process limited to one thread (what one DataLoader worker
+does: decode, masks, augment): seconds per sample (median / p95 / max), the process' peak RSS,
+and images/s through a DataLoader with N workers. The floor is decode + to-tensor only. Samples
+are seeded alike, so fast and literal draw the same parameters.
+
+    python benchmarks/bench_loader.py [--samples 40] [--literal-samples 12] [--workers 2]
+                                      [--data /tmp/fashionfail-bench-data]
+
+Last line: `loader: facere <s> s, facere_plus <s> s per sample (median, 1 core)` for the
+paper default (augment_impl: fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# (recipe, implementation, data set); implementation "-": one implementation only
+CASES = [
+    ("floor", "-", "fp"),
+    ("facere", "fast", "fp"),
+    ("facere", "literal", "fp"),
+    ("cpu", "-", "fp"),
+    ("floor", "-", "ff"),
+    ("facere_plus", "fast", "ff"),
+    ("facere_plus", "literal", "ff"),
+]
+
+
+def _data(root: Path, fp_images: int, ff_images: int) -> Path:
+    from fashionfail.config import SyntheticSource
+    from fashionfail.data.synthetic import generate
+
+    stamp = root / f"done-{fp_images}-{ff_images}"
+    if not stamp.exists():
+        cfg = SyntheticSource(
+            seed=7, image_size=64, fp_train_images=fp_images, fp_val_images=1,
+            ff_train_images=ff_images, ff_val_images=1, ff_test_images=1, max_objects=13,
+            profile="real",
+        )  # fmt: skip
+        generate(cfg, root)
+        stamp.touch()
+    return root
+
+
+def _dataset(root: Path, recipe: str, impl: str, which: str):
+    from torchvision.transforms import v2
+
+    from fashionfail.categories import LabelSpace
+    from fashionfail.data.detection import DetectionDataset
+    from fashionfail.data.presets import train_transforms
+
+    if recipe == "floor":
+        transforms = v2.Compose([v2.ToImage(), v2.ToDtype(__import__("torch").float32, scale=True)])
+    else:
+        transforms = train_transforms(recipe, "literal" if impl == "-" else impl, 800, 1333)
+    if which == "fp":
+        ann = root / "fashionpedia" / "instances_attributes_train2020.json"
+        return DetectionDataset(root / "fashionpedia/images/train", ann, LabelSpace("fashionpedia"),
+                                transforms)  # fmt: skip
+    return DetectionDataset(root / "fashionfail/images/train", root / "fashionfail/ff_train.json",
+                            LabelSpace("fashionfail"), transforms)  # fmt: skip
+
+
+def _one(args: argparse.Namespace) -> None:
+    """Measure one case in this process (1 thread); print a JSON line."""
+    import numpy as np
+    import torch
+
+    from fashionfail.data.detection import make_loader
+
+    torch.set_num_threads(1)
+    root = Path(args.data)
+    ds = _dataset(root, args.recipe, args.impl, args.which)
+    n = args.n
+    times = []
+    for i in range(n):
+        torch.manual_seed(i)
+        t = time.perf_counter()
+        ds[i % len(ds)]
+        times.append(time.perf_counter() - t)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t = np.asarray(times)
+    out = {"median": float(np.median(t)), "p95": float(np.percentile(t, 95)),
+           "max": float(t.max()), "n": n, "rss_mb": rss_mb}  # fmt: skip
+    if args.workers > 0:
+        loader = make_loader(ds, 2, shuffle=False, num_workers=args.workers)
+        it = iter(loader)
+        next(it)  # workers started, first batch out
+        start, count = time.perf_counter(), 0
+        for images, _ in it:
+            count += len(images)
+        out["images_per_s"] = count / (time.perf_counter() - start) if count else float("nan")
+    print(json.dumps(out))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=40, help="samples per case (fast, floor, cpu)")
+    ap.add_argument("--literal-samples", type=int, default=12, help="samples per literal case")
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for images/s")
+    ap.add_argument("--data", default="/tmp/fashionfail-bench-data", help="synthetic data cache")
+    ap.add_argument("--one", nargs=3, metavar=("RECIPE", "IMPL", "DATA"), help=argparse.SUPPRESS)
+    ap.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        args.recipe, args.impl, args.which = args.one
+        _one(args)
+        return
+    root = _data(Path(args.data), fp_images=24, ff_images=12)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'recipe':<12} {'impl':<8} {'data':<14} {'median s':>9} {'p95 s':>8} {'max s':>8} "
+          f"{'img/s':>7} {'RSS MB':>7} {'> floor':>8}")  # fmt: skip
+    floor_rss = {}
+    medians = {}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for recipe, impl, which in CASES:
+        n = args.literal_samples if impl == "literal" else args.samples
+        cmd = [sys.executable, __file__, "--data", str(root), "--one", recipe, impl, which,
+               "--n", str(n), "--workers", str(args.workers)]  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if res.returncode:
+            print(f"{recipe:<12} {impl:<8} failed: {res.stderr.strip().splitlines()[-1]}")
+            continue
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        data = "FP-like 1024px" if which == "fp" else "FF-like 2400px"
+        if recipe == "floor":
+            floor_rss[which] = r["rss_mb"]
+        print(f"{recipe:<12} {impl:<8} {data:<14} {r['median']:>9.3f} {r['p95']:>8.3f} "
+              f"{r['max']:>8.3f} {r.get('images_per_s', float('nan')):>7.1f} "
+              f"{r['rss_mb']:>7.0f} {r['rss_mb'] - floor_rss.get(which, 0):>8.0f}",
+              flush=True)  # fmt: skip
+        medians[(recipe, impl)] = r["median"]
+    print(f"(img/s: {args.workers} DataLoader workers, batch 2; RSS: peak of the 1-core process, "
+          "which includes torch itself; > floor: above decode + to-tensor only)")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"loader: facere {medians.get(('facere', 'fast'), float('nan')):.3f} s, facere_plus "
+          f"{medians.get(('facere_plus', 'fast'), float('nan')):.3f} s per sample "
+          "(median, 1 core)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
