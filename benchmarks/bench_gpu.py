@@ -102,7 +102,7 @@ def _loader(args: argparse.Namespace, cfg, data: Path):
 
 
 class _Timer:
-    """Images/s over the steps after `warmup` (synchronised with the GPU)."""
+    """Images/s over the `steps` steps after step `warmup` (synchronised with the GPU)."""
 
     def __init__(self, warmup: int, device: str):
         self.warmup, self.device = warmup, device
@@ -130,13 +130,16 @@ def _lightning(args, cfg, loader) -> tuple[float, float]:
     timer = _Timer(args.warmup, args.device)
 
     class Hook(pl.Callback):
+        calls = 0  # batch_idx restarts every epoch; this does not
+
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            timer.step(batch_idx, len(batch[0]))
+            timer.step(Hook.calls, len(batch[0]))
+            Hook.calls += 1
 
     torch.manual_seed(0)
     module = MaskRCNNModule(cfg.model_dump())
     trainer = pl.Trainer(accelerator=cfg.accelerator, devices=1, precision=cfg.precision,
-                         max_epochs=1000, max_steps=args.warmup + args.steps, logger=False,
+                         max_epochs=1000, max_steps=args.warmup + args.steps + 1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0,
                          callbacks=[Hook()])  # fmt: skip

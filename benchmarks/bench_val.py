@@ -128,6 +128,11 @@ def main() -> None:
                     help="model min_size (max_size scaled alike); 800 is the paper's")  # fmt: skip
     ap.add_argument("--steps", type=int, default=2, help="timed model rounds (after 1 warm-up)")
     ap.add_argument("--map-images", type=int, default=20, help="images for the mAP costs")
+    ap.add_argument("--model-ratios", nargs=2, type=float, metavar=("LOSS", "PREDICT"),
+                    help="skip the model timing: val-loss and prediction forward per image as "
+                         "fractions of a training step per image (earlier run)")  # fmt: skip
+    ap.add_argument("--map-costs", nargs=2, type=float, metavar=("UPDATE", "COMPUTE"),
+                    help="skip the mAP timing: s/image of update and compute (both backends)")
     ap.add_argument("--train-img-s", type=float, default=30.0,
                     help="training images/s on the paper's GPU (FACTS.md)")  # fmt: skip
     args = ap.parse_args()
@@ -135,12 +140,21 @@ def main() -> None:
     paper = yaml.safe_load((REPO / "params.paper.yaml").read_text())["train_facere"]
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-    model = _model_costs(args.model_size, args.steps)
-    r_loss, r_pred = model["val_loss"] / model["train"], model["predict"] / model["train"]
-    print(f"model at min_size {args.model_size} (CPU, s/image): train step {model['train']:.2f}, "
-          f"val-loss forward {model['val_loss']:.2f} ({r_loss:.2f} of a step), prediction "
-          f"forward {model['predict']:.2f} ({r_pred:.2f})")  # fmt: skip
-    maps = {b: _map_costs(b, args.map_images) for b in ("pycocotools", "faster_coco_eval")}
+    if args.model_ratios:
+        r_loss, r_pred = args.model_ratios
+        print(f"model: given ratios, val-loss forward {r_loss:.2f} and prediction forward "
+              f"{r_pred:.2f} of a training step per image")  # fmt: skip
+    else:
+        model = _model_costs(args.model_size, args.steps)
+        r_loss, r_pred = model["val_loss"] / model["train"], model["predict"] / model["train"]
+        print(f"model at min_size {args.model_size} (CPU, s/image): train step "
+              f"{model['train']:.2f}, val-loss forward {model['val_loss']:.2f} ({r_loss:.2f} of "
+              f"a step), prediction forward {model['predict']:.2f} ({r_pred:.2f})")  # fmt: skip
+    backends = ("pycocotools", "faster_coco_eval")
+    if args.map_costs:
+        maps = {b: tuple(args.map_costs) for b in backends}
+    else:
+        maps = {b: _map_costs(b, args.map_images) for b in backends}
     for backend, (upd, comp) in maps.items():
         print(f"val mAP {backend:<17} update {upd:.3f} s/image, compute {comp:.4f} s/image")
 

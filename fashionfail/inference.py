@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -163,6 +164,15 @@ def _records(
     return records
 
 
+@dataclass
+class PredictStats:
+    """What `predict` skipped and dropped (filled in when passed to it)."""
+
+    skip_unreadable: bool = False  # skip images that cannot be decoded instead of failing
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (path, reason)
+    below_threshold: int = 0  # detections dropped by the score threshold
+
+
 def _collate(batch: list) -> list:
     return batch
 
@@ -178,6 +188,7 @@ def predict(
     keep_categories: Collection[int] | None = None,
     num_workers: int = 0,
     progress: bool = True,
+    stats: PredictStats | None = None,
     box_decimals: int = 2,
 ) -> list[dict]:
     """Predict every image and return COCO result records (see the module docstring).
@@ -210,9 +221,15 @@ def predict(
         tqdm(total=len(images), unit="img", desc="predict", disable=not progress) as bar,
     ):
         for batch in loader:
-            for _, image in batch:
+            for item, image in batch:
                 if isinstance(image, DataError):
-                    raise image
+                    if stats is None or not stats.skip_unreadable:
+                        raise image
+                    stats.skipped.append((item.path, str(image)))
+            bar.update(sum(isinstance(image, DataError) for _, image in batch))
+            batch = [(item, image) for item, image in batch if not isinstance(image, DataError)]
+            if not batch:
+                continue
             # uint8 over the bus (4x less than float), scaled on the device.
             inputs = [image.to(dev, non_blocking=True).float().div_(255) for _, image in batch]
             try:
@@ -220,6 +237,8 @@ def predict(
             except OnnxInterfaceError as e:
                 raise DataError(str(e)) from None
             for (item, _), output in zip(batch, outputs, strict=True):
+                if stats is not None:
+                    stats.below_threshold += int((output["scores"] < score_threshold).sum())
                 results.extend(_records(output, item, label_to_category, score_threshold, allowed,
                                         box_decimals))  # fmt: skip
             bar.update(len(batch))

@@ -30,7 +30,7 @@ from fashionfail.cli import USER_ERRORS, error_exit, parser
 from fashionfail.config import EvaluateConfig, load_section
 from fashionfail.eval.evaluate import evaluate
 from fashionfail.eval.prediction_files import BOX_ORDERS, CLASS_IDS, PRESETS, PredictionFormat
-from fashionfail.jsonio import DataError
+from fashionfail.jsonio import DataError, dump_json
 
 
 def _source(args, cfg: EvaluateConfig) -> tuple[Path | None, PredictionFormat | None]:
@@ -48,6 +48,11 @@ def _source(args, cfg: EvaluateConfig) -> tuple[Path | None, PredictionFormat | 
     if not (args.checkpoint or args.onnx):
         raise DataError("give --checkpoint, --onnx or --predictions")
     return args.checkpoint or args.onnx, None
+
+
+def summary(metrics: dict, key: str) -> dict:
+    """{KEY_box: bbox mAP_w, KEY_mask: segm mAP_w}: short, distinct `dvc exp show` columns."""
+    return {f"{key}_box": metrics["bbox"]["mAP_w"], f"{key}_mask": metrics["segm"]["mAP_w"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder of the .aim repository (default: .)")  # fmt: skip
     ap.add_argument("--no-aim", action="store_true", help="do not log to Aim")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument(
+        "--summary-key", default="", metavar="KEY",
+        help="also write OUT/summary.json = {KEY_box: mAP_w, KEY_mask: mAP_w}, the short "
+        "columns `dvc exp show` leads with (e.g. fp, ff, plus_ff)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     try:
         cfg = load_section("evaluate", args.params, EvaluateConfig)
@@ -95,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     except USER_ERRORS as e:
         return error_exit(e)
+    if args.summary_key:
+        dump_json(summary(metrics, args.summary_key), args.out / "summary.json", indent=True)
     for iou_type in ("bbox", "segm"):
         m = metrics[iou_type]
         print(f"{args.name} {iou_type}: AP {m['AP']:.3f}  mAP_w {m['mAP_w']:.3f}  "

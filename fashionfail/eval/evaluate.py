@@ -139,7 +139,8 @@ def write_overlays(
             ("ground truth", draw_detections(image, gt_anns, names)),
             (f"prediction (score >= {score_threshold:g})",
              draw_detections(image, by_image.get(item.image_id, []), names,
-                             score_threshold=score_threshold)),
+                             score_threshold=score_threshold,
+                             empty_note=f"no detections >= {score_threshold:g}")),
         ])  # fmt: skip
         path = out_dir / f"{item.image_id}.png"
         save_png(picture, path)

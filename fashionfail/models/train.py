@@ -34,6 +34,7 @@ from fashionfail.models.factory import (
 )
 from fashionfail.models.module import MaskRCNNModule
 from fashionfail.models.progress import progress_settings, quiet_known_noise
+from fashionfail.models.reporting import AimTags, BestScore, mark_interrupted
 from fashionfail.models.safety import AtomicModelCheckpoint
 
 # Failures of a training run that are the user's to fix (reported in one line, no traceback):
@@ -54,6 +55,7 @@ class TrainPaths:
     live_dir: Path  # dvclive folder (metrics.json, plots/)
     aim_repo: Path  # folder holding the .aim repository
     name: str  # run name in Aim and the experiment name, e.g. the DVC stage name
+    summary_key: str = ""  # e.g. "best_loss": live_dir/best.json gets {"best_loss": best score}
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -205,6 +207,15 @@ def _holder(out_dir: Path) -> str:
     return f" (pid {pid})" if pid else ""
 
 
+def _tag_killed_run(paths: TrainPaths) -> None:
+    """A run.json still "running" is a killed run: its Aim run is tagged interrupted (a resume
+    then retags it resumed)."""
+    run_file = paths.out_dir / RUN_FILE
+    previous = load_json(run_file) if run_file.is_file() and _is_main_process() else {}
+    if previous.get("status") == "running" and previous.get("aim_run_hash"):
+        mark_interrupted(paths.aim_repo, previous["aim_run_hash"])
+
+
 def _all_batches(limit: float | int) -> bool:
     return isinstance(limit, float) and limit == 1.0
 
@@ -266,6 +277,7 @@ def _fit(
     )
     val_loader = make_loader(val_ds, cfg.val_batch_size, shuffle=False, num_workers=cfg.num_workers)
 
+    _tag_killed_run(paths)
     resume_from, info = _prepare_out_dir(cfg, paths, data_checks)
     if resume_from is None and init_counts is not None:
         print(f"initial weights from {cfg.weights}: {init_counts}")
@@ -306,8 +318,14 @@ def _fit(
         log_every_n_steps=cfg.log_every_n_steps,
         logger=loggers,
         callbacks=[
-            checkpoint, last, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]), *progress
-        ],
+            checkpoint,
+            last,
+            _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]),
+            AimTags(paths.name, os.environ.get("DVC_EXP_NAME"), resumed=resume_from is not None),
+            *([BestScore(paths.live_dir / "best.json", paths.summary_key)]
+              if paths.summary_key else []),
+            *progress,
+        ],  # fmt: skip
         default_root_dir=str(paths.out_dir),
         enable_model_summary=False,
         **{"enable_progress_bar": progress_bar, **cfg.trainer},
