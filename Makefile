@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test lint bench
+.PHONY: setup repro test lint bench exps metrics
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -23,3 +23,10 @@ test: setup
 
 bench: setup
 	python benchmarks/bench_data.py
+
+# The experiments table that fits 160 columns: mAP_w per evaluation, best val losses, changed params.
+exps: setup
+	dvc exp show --only-changed --drop 'Created|.*/' --keep '(plus_)?(fp|ff|best)_'
+
+metrics: setup
+	dvc metrics show eval/*/summary.json dvclive/*/best.json

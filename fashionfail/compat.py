@@ -169,6 +169,10 @@ def build_train_parser(description: str, plus: bool) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description=description,
         epilog="Flags not given take their value from the params file's section. "
+        "Any other pl.Trainer() argument is taken as --NAME VALUE or --NAME=VALUE (values read "
+        "as YAML: 1, 0.5, true, null, [0, 1]), e.g. --gradient_clip_val 1 "
+        "--accumulate_grad_batches 4; names are checked against pl.Trainer's signature (see "
+        "Lightning's Trainer docs). "
         + ERRORS_EPILOG,
     )
     ap.add_argument("--train_img_dir", "--train-img-dir", required=True, type=Path,
@@ -213,15 +217,59 @@ _OVERRIDES = ("batch_size", "shuffle", "accelerator", "devices", "precision", "m
               "strategy", "num_nodes", "optimizer", "lr", "num_workers", "arch")  # fmt: skip
 
 
+def trainer_flags(ap: argparse.ArgumentParser, tokens: list[str]) -> dict[str, object]:
+    """`--name value` / `--name=value` pairs left over by `ap` -> {name: YAML value}.
+
+    Every name must be a pl.Trainer() argument (checked against its signature, like
+    LightningCLI); anything else is a usage error naming the closest flag or argument.
+    """
+    import difflib
+
+    import yaml
+
+    from fashionfail.config import trainer_parameters
+
+    known = trainer_parameters()
+    flags = [o.lstrip("-") for a in ap._actions for o in a.option_strings if o.startswith("--")]
+    values: dict[str, object] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or token == "--":
+            ap.error(f"unexpected argument {token!r}")
+        name, eq, value = token[2:].partition("=")
+        name = name.replace("-", "_")
+        if name not in known:
+            close = difflib.get_close_matches(name, known + flags, n=1)
+            hint = f" (did you mean --{close[0]}?)" if close else ""
+            ap.error(f"--{name}: neither a flag of this command nor a pl.Trainer argument{hint}")
+        if not eq:
+            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
+                ap.error(f"--{name} needs a value")
+            i += 1
+            value = tokens[i]
+        values[name] = yaml.safe_load(value)
+        i += 1
+    return values
+
+
 def train_main(section: str, description: str, plus: bool, argv: list[str] | None = None) -> int:
     """Parse the original flags, train with `section`'s values as defaults, copy the best ckpt."""
-    args = build_train_parser(description, plus).parse_args(argv)
+    ap = build_train_parser(description, plus)
+    args, rest = ap.parse_known_args(argv)
+    extra = trainer_flags(ap, rest) if rest else {}
     # Imported after parsing: torch and Lightning take seconds to import (`--help` stays fast).
+    from fashionfail.config import TRAINER_FIELDS
     from fashionfail.models.train import TRAIN_ERRORS, TrainPaths, train
 
     def job() -> int:
         base = load_section(section, args.params, TrainConfig).model_dump()
         base.update({k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None})
+        # Trainer arguments that are fields of the section (deterministic, log_every_n_steps,
+        # limit_train_batches) set the field; the others join its `trainer:` mapping.
+        base.update({k: v for k, v in extra.items() if k in TRAINER_FIELDS})
+        base["trainer"] = {**base.get("trainer", {}),
+                           **{k: v for k, v in extra.items() if k not in TRAINER_FIELDS}}
         if plus:
             base["weights"] = str(Path(args.pretrained_model_path).expanduser())
         cfg = parse_section(TrainConfig, base, f"{args.params}:{section} + command line")

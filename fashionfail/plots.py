@@ -14,6 +14,7 @@ import base64
 import html
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import orjson
@@ -31,12 +32,15 @@ vertical-align:top}} h2{{font-size:1em}} img{{max-width:520px;display:block}}</s
 """
 
 
-def dvc_plots_json(revisions: list[str]) -> dict:
-    """The plots of the workspace (or of `revisions`) as DVC's JSON; DataError if DVC fails."""
+def dvc_plots_json(revisions: list[str], images_dir: Path) -> dict:
+    """The plots of the workspace (or of `revisions`) as DVC's JSON; DataError if DVC fails.
+
+    DVC copies the image plots into `images_dir` (by default it would leave them in dvc_plots/).
+    """
     cmd = (
-        ["dvc", "plots", "diff", *revisions, "--json"]
+        ["dvc", "plots", "diff", *revisions, "--json", "-o", str(images_dir)]
         if revisions
-        else ["dvc", "plots", "show", "--json"]
+        else ["dvc", "plots", "show", "--json", "-o", str(images_dir)]
     )
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -63,14 +67,16 @@ def render_page(plots: dict, title: str = "fashionfail plots") -> str:
 
     sections = []
     for name, entries in plots.get("data", plots).items():
-        parts = []
+        parts, heading = [], False
         for entry in entries:
-            if entry["type"] == "vega":
+            if entry["type"] == "vega":  # titled by DVC from the plot's name: no heading
                 parts.append(vl_convert.vegalite_to_svg(entry["content"]))
             elif entry["type"] == "image":
                 revs = ", ".join(entry.get("revisions", []))
                 parts.append(f"<small>{html.escape(revs)}</small>{_image(entry['url'])}")
-        sections.append(f"<section><h2>{html.escape(name)}</h2>{''.join(parts)}</section>")
+                heading = True
+        title = f"<h2>{html.escape(name)}</h2>" if heading else ""
+        sections.append(f"<section>{title}{''.join(parts)}</section>")
     return _PAGE.format(title=html.escape(title), sections="\n".join(sections))
 
 
@@ -81,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="output page (default: %(default)s)")  # fmt: skip
     args = ap.parse_args(argv)
     try:
-        page = render_page(dvc_plots_json(args.revisions))
+        with tempfile.TemporaryDirectory() as images:  # DVC's image copies; embedded, then gone
+            page = render_page(dvc_plots_json(args.revisions, Path(images)))
         with atomic_path(args.out) as tmp:
             tmp.write_text(page, encoding="utf-8")
     except USER_ERRORS as e:

@@ -48,12 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--name", required=True, help="run name in Aim (the DVC experiment name is appended)"
     )
+    ap.add_argument(
+        "--summary-key",
+        default="",
+        help="writes LIVE_DIR/best.json = {KEY: best monitored value} for `dvc exp show` "
+        "(e.g. best_loss)",
+    )
     args = ap.parse_args(argv)
 
     def job() -> int:
         cfg = load_section(args.section, args.params, TrainConfig)
         paths = TrainPaths(args.train_ann, args.train_img_dir, args.val_ann, args.val_img_dir,
-                           args.out_dir, args.live_dir, args.aim_repo, args.name)  # fmt: skip
+                           args.out_dir, args.live_dir, args.aim_repo, args.name,
+                           args.summary_key)  # fmt: skip
         summary = train(cfg, paths)
         print(
             f"best checkpoint: {summary['best']} ({summary['monitor']} = {summary['best_score']})"

@@ -80,3 +80,23 @@ def test_parse_bool(text: str) -> None:
 def test_parse_bool_rejects_other_words() -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_bool("maybe")
+
+
+def test_every_pl_trainer_argument_is_a_flag(capsys: pytest.CaptureFixture) -> None:
+    from fashionfail.compat import trainer_flags
+
+    ap = build_train_parser("x", plus=False)
+    tokens = ["--gradient_clip_val", "1", "--accumulate-grad-batches=4", "--detect_anomaly",
+              "true", "--deterministic", "True", "--val_check_interval", "0.5",
+              "--gradient_clip_algorithm", "value", "--plugins", "null"]  # fmt: skip
+    assert trainer_flags(ap, tokens) == {
+        "gradient_clip_val": 1, "accumulate_grad_batches": 4, "detect_anomaly": True,
+        "deterministic": True, "val_check_interval": 0.5, "gradient_clip_algorithm": "value",
+        "plugins": None,
+    }  # fmt: skip
+    for bad, hint in [(["--gradient_clip", "1"], "did you mean --gradient_clip_val?"),
+                      (["--batchsize", "2"], "did you mean --batch_size?"),
+                      (["--detect_anomaly"], "--detect_anomaly needs a value")]:  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            trainer_flags(ap, bad)
+        assert e.value.code == 2 and hint in capsys.readouterr().err

@@ -61,6 +61,8 @@ def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project
     page = (project / "offline.html").read_text()
     assert page.count("<svg") >= 10 and "<script" not in page  # curves + per-class bars, offline
     assert "data:image/png;base64," in page  # the overlays
+    assert not (project / "dvc_plots").exists()  # no stray copies of the overlays
+    assert page.count("<svg") == 18  # Facere, Facere+: 6 losses (train+val) + val mAP; 4 bars
     assert not list(project.glob("models/**/*.dvc"))
     _run("git add -A && git -c user.email=t@t -c user.name=t commit -qm run", project)
 
@@ -84,6 +86,20 @@ def test_experiments_show_params_and_metrics(project):
     show = _run(["dvc", "exp", "show", "--no-pager", "--md"], project)
     assert "lower-lr" in show and "finetune_facere_plus.lr" in show
     assert "val.loss" in show  # dvclive metrics reach `dvc exp show` via top-level metrics:
+    # The README's table (make exps) fits 160 columns and leads with the numbers to compare.
+    table = _run(r"COLUMNS=160 dvc exp show --no-pager --only-changed --drop 'Created|.*/' "
+                 r"--keep '(plus_)?(fp|ff|best)_'", project)  # fmt: skip
+    print(table)
+    lines = table.splitlines()
+    assert max(len(line) for line in lines) <= 160 and "…" not in table, table
+    header = lines[1].split()
+    assert header[0] == "Experiment", header
+    assert header[1:9] == [
+        "fp_box", "fp_mask", "ff_box", "ff_mask", "plus_ff_box", "plus_ff_mask", "best_loss",
+        "plus_best_loss",
+    ]  # fmt: skip
+    assert "finetune_facere_plus.lr" in header and "lower-lr" in table
+    assert not any(":" in h or "/" in h for h in header)  # no detail metric (file:name), no dep
     exp_diff = _run(["dvc", "exp", "diff", "HEAD", "lower-lr", "--md"], project)
     assert "finetune_facere_plus.lr" in exp_diff
     _set_param(project, "finetune_facere_plus", "lr", 0.0005)

@@ -72,3 +72,17 @@ def test_polygon_and_uncompressed_rle_ground_truth():
     assert out[:, 20, 20].tolist() != [128, 128, 128]  # inside the polygon
     assert out[:, 150, 150].tolist() != [128, 128, 128]  # inside the RLE square
     assert out[:, 250, 50].tolist() == [128, 128, 128]
+
+
+def test_no_detection_above_the_threshold_is_marked():
+    mask = np.zeros((32, 48), np.uint8)
+    mask[8:24, 8:24] = 1
+    low = [{"category_id": 6, "bbox": [8, 8, 16, 16], "segmentation": _rle(mask), "score": 0.2}]
+    out = draw_detections(_image(32, 48), low, NAMES, score_threshold=0.5,
+                          empty_note="no detections >= 0.5")  # fmt: skip
+    assert out[:, 2, 2].tolist() == [200, 0, 0]  # the red tag in the corner
+    assert torch.all(out[:, -4:, -4:] == 128)  # the rest of the image untouched
+    # A detection above the threshold: no tag.
+    drawn = draw_detections(_image(32, 48), low, NAMES, score_threshold=0.1,
+                            empty_note="no detections >= 0.1")  # fmt: skip
+    assert drawn[:, 2, 2].tolist() != [200, 0, 0]

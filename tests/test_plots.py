@@ -11,6 +11,7 @@ from fashionfail.plots import render_page
 SPEC = {
     "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
     "data": {"values": [{"step": 0, "loss": 2.0}, {"step": 1, "loss": 1.5}]},
+    "title": {"text": "Facere loss", "anchor": "middle"},  # DVC titles each plot by its name
     "mark": "line",
     "encoding": {"x": {"field": "step", "type": "quantitative"},
                  "y": {"field": "loss", "type": "quantitative"}},
@@ -20,7 +21,7 @@ SPEC = {
 def test_page_is_self_contained(tmp_path):
     Image.new("RGB", (4, 3), (255, 0, 0)).save(tmp_path / "overlay.png")
     plots = {"data": {
-        "val/loss": [{"type": "vega", "revisions": ["workspace"], "content": SPEC}],
+        "Facere loss": [{"type": "vega", "revisions": ["workspace"], "content": SPEC}],
         "eval/x/overlays/1.png": [{"type": "image", "revisions": ["workspace"],
                                    "url": str(tmp_path / "overlay.png")}],
     }}  # fmt: skip
@@ -28,7 +29,8 @@ def test_page_is_self_contained(tmp_path):
     assert page.count("<svg") == 1 and "data:image/png;base64," in page
     assert "<script" not in page
     assert not re.search(r'(src|href)="https?://', page)  # no CDN, no remote image
-    assert "val/loss" in page and "eval/x/overlays/1.png" in page
+    assert "Facere loss" in page and "<h2>Facere loss</h2>" not in page  # the title once
+    assert "<h2>eval/x/overlays/1.png</h2>" in page
 
 
 def test_missing_image_is_named(tmp_path):

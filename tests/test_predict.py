@@ -265,3 +265,43 @@ def test_cli_writes_results_and_overlays(tmp_path):
     assert sorted(p.name for p in overlays.iterdir()) == ["a_gray.png", "img_00.png", "img_01.png"]
     with Image.open(overlays / "img_00.png") as im:
         assert im.mode == "RGB" and max(im.size) >= 256
+
+
+def test_cli_skips_unreadable_images_on_request_and_says_what_it_dropped(tmp_path, capsys):
+    ckpt = write_checkpoint(tmp_path / "ff.ckpt", "fashionfail", {1: 6.0})
+    folder = tmp_path / "photos"
+    write_images(folder, [(64, 64), (50, 70)])
+    (folder / "img_01b.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "results.json"
+    base = ["--images", str(folder), "--checkpoint", str(ckpt), "--out", str(out),
+            "--device", "cpu", "--batch-size", "2"]  # fmt: skip
+
+    assert main(base) == 1  # by default one unreadable file fails the run, nothing written
+    assert "img_01b.jpg: cannot decode image" in capsys.readouterr().err
+    assert not out.exists()
+
+    assert main([*base, "--skip-unreadable", "--score-threshold", "0"]) == 3
+    scores = sorted(r["score"] for r in json.loads(out.read_text()))
+    threshold = round(scores[len(scores) // 2], 4)
+    capsys.readouterr()
+    assert main([*base, "--skip-unreadable", "--score-threshold", str(threshold)]) == 3
+    err = capsys.readouterr().err
+    records = json.loads(out.read_text())
+    assert records and {r["file_name"] for r in records} <= {"img_00.jpg", "img_01.jpg"}
+    skipped = json.loads((tmp_path / "results.skipped.json").read_text())
+    assert [Path(s["file"]).name for s in skipped] == ["img_01b.jpg"]
+    assert "cannot decode image" in skipped[0]["error"]
+    summary = err.strip().splitlines()[-1]
+    assert err.count("skipped: ") == 1
+    below = sum(score < threshold for score in scores)
+    assert below > 0 and len(records) == len(scores) - below
+    assert summary.startswith(
+        f"wrote {len(records)} detections on 2 images to {out}; {below} detections below "
+        f"--score-threshold {threshold:g} dropped; skipped 1 unreadable images (see "
+    )
+
+    # Nothing left above the threshold: exit 0, an empty list, and a hint.
+    assert main([*base[:-2], "--batch-size", "1", "--skip-unreadable",
+                 "--score-threshold", "1.0"]) == 3  # fmt: skip
+    assert json.loads(out.read_text()) == []
+    assert "no detection left: try a lower --score-threshold" in capsys.readouterr().err

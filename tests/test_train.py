@@ -167,6 +167,10 @@ def test_killed_training_resumes_from_last_checkpoint(data, tmp_path):
     assert final["status"] == "complete" and final["epochs"] == 8
     assert final["aim_run_hash"] == run_info["aim_run_hash"]  # the same Aim run goes on
     assert len(_aim_metrics(tmp_path)) == 1
+    from aim import Repo
+
+    (run,) = Repo.from_path(str(tmp_path)).iter_runs()
+    assert {t.name for t in run.tags} == {"stage:train-facere", "resumed", "finished"}
 
     # A finished run is not resumed: the same command trains again from scratch.
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -286,7 +290,8 @@ def test_seed_training_commands(data, tmp_path):
          "--val_ann", str(fp / "instances_attributes_val2020.json"),
          "--batch_size", "2", "--shuffle", "False", "--accelerator", "cpu", "--devices", "1",
          "--precision", "16", "--max_epochs", "1", "--strategy", "auto", "--optimizer", "adam",
-         "--experiment-name", "facere_base", "--params", str(params)],
+         "--experiment-name", "facere_base", "--params", str(params),
+         "--gradient_clip_val", "0.5", "--log_every_n_steps=2"],  # any pl.Trainer argument
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert base.returncode == 0, base.stderr[-3000:]
@@ -294,6 +299,7 @@ def test_seed_training_commands(data, tmp_path):
     ckpt = tmp_path / "saved_models/facere_base.ckpt"
     hp = torch.load(ckpt, weights_only=False)["hyper_parameters"]["train"]
     assert hp["shuffle"] is False and hp["batch_size"] == 2  # --shuffle False means False
+    assert hp["trainer"]["gradient_clip_val"] == 0.5 and hp["log_every_n_steps"] == 2
     plus = subprocess.run(
         [sys.executable, str(REPO / "fashionfail/models/train_facere_plus.py"),
          "--train_img_dir", str(ff / "images/train"), "--val_img_dir", str(ff / "images/val"),

@@ -4,6 +4,7 @@ log (stdout not a terminal), no noise, and a forced rerun that gives identical f
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -121,7 +122,7 @@ def test_stage_in_a_log_twice_prints_progress_without_noise_and_gives_identical_
            "--train-img-dir", str(p.train_img_dir), "--val-ann", str(p.val_ann),
            "--val-img-dir", str(p.val_img_dir), "--out-dir", str(p.out_dir),
            "--live-dir", str(p.live_dir), "--aim-repo", str(tmp_path),
-           "--name", "train-facere"]  # fmt: skip
+           "--name", "train-facere", "--summary-key", "best_loss"]  # fmt: skip
 
     def run() -> tuple[str, dict[str, bytes]]:
         done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -142,8 +143,52 @@ def test_stage_in_a_log_twice_prints_progress_without_noise_and_gives_identical_
     # check_val_every_n_epoch=2: one validation in two epochs.
     assert len((p.live_dir / "plots/metrics/val/loss.tsv").read_text().splitlines()) == 2
     assert "git_revision" not in (p.live_dir / "params.yaml").read_text()  # git-tracked file
+    best = yaml.safe_load((p.live_dir / "best.json").read_text())
+    run_info = yaml.safe_load((p.out_dir / "run.json").read_text())
+    assert best == {"best_loss": pytest.approx(run_info["best_score"])}
+    assert list(_tags(tmp_path).values()) == [{"stage:train-facere", "finished"}]
 
     _, second = run()
     assert first.keys() == second.keys() and "models/best.ckpt" in first
     for name in first:
         assert first[name] == second[name], f"{name} differs between two identical runs"
+
+
+def _tags(repo_dir) -> dict[str, set[str]]:
+    from aim import Repo
+    from aim.sdk.index_manager import RepoIndexManager
+
+    from fashionfail.models.reporting import tag_names
+
+    repo = Repo.from_path(str(repo_dir))
+    indexer = RepoIndexManager.get_index_manager(repo)  # what `aim up` does before listing
+    for run_hash in repo.list_all_runs():
+        indexer.index(run_hash)
+    return {run.hash: tag_names(run) for run in Repo.from_path(str(repo_dir)).iter_runs()}
+
+
+def test_killed_run_found_later_is_tagged_interrupted(tmp_path):
+    from aim import Run
+
+    from fashionfail.models.reporting import mark_interrupted, set_status
+
+    run = Run(repo=str(tmp_path), system_tracking_interval=None, log_system_params=False)
+    run.add_tag("stage:train-facere")
+    set_status(run, "running")
+    run_hash = run.hash
+    run.close()
+    mark_interrupted(tmp_path, run_hash)
+    assert _tags(tmp_path)[run_hash] == {"stage:train-facere", "interrupted"}
+
+
+def test_both_models_are_dvc_artifacts_produced_by_their_stages():
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    artifacts = dvc["artifacts"]
+    assert {name: a["path"] for name, a in artifacts.items()} == {
+        "facere": "models/facere/best.ckpt", "facere-plus": "models/facere_plus/best.ckpt",
+    }  # fmt: skip
+    for name, a in artifacts.items():
+        assert a["type"] == "model" and a["desc"] and a["labels"], name
+        stage_outs = [next(iter(o)) if isinstance(o, dict) else o
+                      for s in dvc["stages"].values() for o in s.get("outs", [])]  # fmt: skip
+        assert str(Path(a["path"]).parent) in stage_outs, name

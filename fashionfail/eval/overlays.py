@@ -53,11 +53,14 @@ def draw_detections(
     *,
     score_threshold: float = 0.0,
     max_side: int = MAX_SIDE,
+    empty_note: str | None = None,
 ) -> torch.Tensor:
     """Draw COCO annotations or results (`score` optional) on a uint8 image [3, H, W].
 
-    Records scoring below `score_threshold` are skipped. Returns a uint8 image whose long side
-    is between MIN_SIDE and `max_side` (the image's own size if already in between).
+    Records scoring below `score_threshold` are skipped; if none is left, `empty_note` (e.g.
+    "no detections >= 0.5") is written on the image, so it does not pass for a prediction.
+    Returns a uint8 image whose long side is between MIN_SIDE and `max_side` (the image's own
+    size if already in between).
     """
     height, width = image.shape[1:]
     long_side = max(height, width)
@@ -70,7 +73,7 @@ def draw_detections(
     )
     anns = [a for a in anns if a.get("score", 1.0) >= score_threshold]
     if not anns:
-        return out
+        return out if empty_note is None else _note(out, empty_note)
     colours = [class_colour(a["category_id"]) for a in anns]
     masks = torch.from_numpy(
         np.stack([decode_mask(a["segmentation"], height, width) for a in anns])
@@ -94,6 +97,19 @@ def draw_detections(
         out, boxes, labels=labels, colors=colours, width=2, fill_labels=True,
         label_colors="white",
     )  # fmt: skip
+
+
+NOTE_COLOUR = (200, 0, 0)
+
+
+def _note(image: torch.Tensor, text: str) -> torch.Tensor:
+    """`text` in white on a red tag in the image's top-left corner."""
+    pil = to_pil(image)
+    draw = ImageDraw.Draw(pil)
+    left, top, right, bottom = draw.textbbox((4, 4), text)
+    draw.rectangle((0, 0, right + 4, bottom + 4), fill=NOTE_COLOUR)
+    draw.text((4, 4), text, fill=(255, 255, 255))
+    return torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1)
 
 
 def side_by_side(panels: Sequence[tuple[str, torch.Tensor]]) -> torch.Tensor:

@@ -25,9 +25,16 @@ from fashionfail.data.detection import DetectionDataset, make_loader
 from fashionfail.data.presets import train_transforms, val_transforms
 from fashionfail.guard import remove_stale_temp_files, training_lock, watch_parent
 from fashionfail.jsonio import DataError, dump_json, load_json
-from fashionfail.models.factory import check_head_init, load_initial_weights, read_weights_file
+from fashionfail.models.factory import (
+    check_head_init,
+    load_initial_weights,
+    load_whole_model,
+    read_weights_file,
+    weights_layout,
+)
 from fashionfail.models.module import MaskRCNNModule
 from fashionfail.models.progress import progress_settings, quiet_known_noise
+from fashionfail.models.reporting import AimTags, BestScore, mark_interrupted
 from fashionfail.models.safety import AtomicModelCheckpoint
 from fashionfail.tracking import ensure_aim_repo
 
@@ -49,6 +56,7 @@ class TrainPaths:
     live_dir: Path  # dvclive folder (metrics.json, plots/)
     aim_repo: Path  # folder holding the .aim repository
     name: str  # run name in Aim and the experiment name, e.g. the DVC stage name
+    summary_key: str = ""  # e.g. "best_loss": live_dir/best.json gets {"best_loss": best score}
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -203,6 +211,10 @@ def check_config(cfg: TrainConfig) -> None:
             check_head_init(classes, LabelSpace(cfg.classes), cfg.head_init, cfg.weights)
         except ValueError as e:
             raise ConfigError(f"weights: {e}") from None
+    if cfg.finetune_init == "original" and cfg.head_init == "remap":
+        raise ConfigError(
+            "finetune_init: original re-initialises both predictors, so head_init must be random"
+        )
 
 
 def _holder(out_dir: Path) -> str:
@@ -213,6 +225,15 @@ def _holder(out_dir: Path) -> str:
     except (DataError, AttributeError):
         pid = None
     return f" (pid {pid})" if pid else ""
+
+
+def _tag_killed_run(paths: TrainPaths) -> None:
+    """A run.json still "running" is a killed run: its Aim run is tagged interrupted (a resume
+    then retags it resumed)."""
+    run_file = paths.out_dir / RUN_FILE
+    previous = load_json(run_file) if run_file.is_file() and _is_main_process() else {}
+    if previous.get("status") == "running" and previous.get("aim_run_hash"):
+        mark_interrupted(paths.aim_repo, previous["aim_run_hash"])
 
 
 def _all_batches(limit: float | int) -> bool:
@@ -242,11 +263,18 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         if ds.report.summary():
             print(f"{ds.ann_file}: {ds.report.summary()} (see {paths.out_dir / RUN_FILE})",
                   file=sys.stderr)  # fmt: skip
-    module = MaskRCNNModule(cfg.model_dump())
+    # finetune_init original: the weights file's own structure (see build_model's layouts).
+    original = cfg.weights_file is not None and cfg.finetune_init == "original"
+    layout = weights_layout(cfg.weights) if original else "scratch"
+    module = MaskRCNNModule(cfg.model_dump(), layout=layout)
     init_counts = None
     if cfg.weights_file is not None:
         # Before anything is written: a file of another architecture fails here.
-        init_counts = load_initial_weights(module.model, cfg.weights, space, cfg.head_init)
+        if original:
+            init_counts = load_whole_model(module.model, cfg.weights)
+        else:
+            init_counts = load_initial_weights(module.model, cfg.weights, space, cfg.head_init)
+        init_counts = {"finetune_init": cfg.finetune_init, "layout": layout, **init_counts}
 
     if not _is_main_process():  # DDP ranks > 0: rank 0 holds the lock and watches the parent
         return _fit(cfg, paths, module, train_ds, val_ds, data_checks, init_counts)
@@ -267,8 +295,9 @@ def _fit(
     train_loader = make_loader(
         train_ds, cfg.batch_size, shuffle=cfg.shuffle, num_workers=cfg.num_workers, seed=cfg.seed
     )
-    val_loader = make_loader(val_ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+    val_loader = make_loader(val_ds, cfg.val_batch_size, shuffle=False, num_workers=cfg.num_workers)
 
+    _tag_killed_run(paths)
     resume_from, info = _prepare_out_dir(cfg, paths, data_checks)
     if resume_from is None and init_counts is not None:
         print(f"initial weights from {cfg.weights}: {init_counts}")
@@ -309,8 +338,14 @@ def _fit(
         log_every_n_steps=cfg.log_every_n_steps,
         logger=loggers,
         callbacks=[
-            checkpoint, last, _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]), *progress
-        ],
+            checkpoint,
+            last,
+            _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]),
+            AimTags(paths.name, os.environ.get("DVC_EXP_NAME"), resumed=resume_from is not None),
+            *([BestScore(paths.live_dir / "best.json", paths.summary_key)]
+              if paths.summary_key else []),
+            *progress,
+        ],  # fmt: skip
         default_root_dir=str(paths.out_dir),
         enable_model_summary=False,
         **{"enable_progress_bar": progress_bar, **cfg.trainer},
