@@ -31,6 +31,7 @@ from fashionfail.config import EvaluateConfig, load_section
 from fashionfail.eval.evaluate import evaluate
 from fashionfail.eval.prediction_files import BOX_ORDERS, CLASS_IDS, PRESETS, PredictionFormat
 from fashionfail.jsonio import DataError, dump_json
+from fashionfail.tracking import default_aim_repo
 
 
 def _source(args, cfg: EvaluateConfig) -> tuple[Path | None, PredictionFormat | None]:
@@ -83,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         help="evaluated classes; fashionfail drops a 46-class model's other predictions",
     )  # fmt: skip
     ap.add_argument("--out", required=True, type=Path, help="output folder (replaced)")
-    ap.add_argument("--aim-repo", default=Path("."), type=Path,
-                    help="folder of the .aim repository (default: .)")  # fmt: skip
+    ap.add_argument("--aim-repo", default=default_aim_repo(), type=Path,
+                    help="folder of the .aim repository (default: $DVC_ROOT, the project "
+                         "root, when run by DVC, also for queued/--temp experiments; else .)",
+                    )  # fmt: skip
     ap.add_argument("--no-aim", action="store_true", help="do not log to Aim")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument(

@@ -33,6 +33,7 @@ from fashionfail.eval.overlays import draw_detections, save_png, side_by_side
 from fashionfail.eval.prediction_files import PRESETS, PredictionFormat, load_prediction_file
 from fashionfail.inference import ImageItem, group_by_image, load_model, predict, read_image
 from fashionfail.jsonio import DataError, atomic_dir, dump_json
+from fashionfail.tracking import ensure_aim_repo
 
 _TABLE_METRICS = ("AP", "AP50", "TP", "FP", "FN")
 
@@ -158,6 +159,7 @@ def log_to_aim(
     import aim  # imported here: it is slow to import and only this function needs it
 
     exp = os.environ.get("DVC_EXP_NAME")
+    ensure_aim_repo(repo)  # parallel experiments may start together
     run = aim.Run(
         repo=str(repo),
         experiment=f"evaluate-{name}",

@@ -36,6 +36,7 @@ from fashionfail.models.module import MaskRCNNModule
 from fashionfail.models.progress import progress_settings, quiet_known_noise
 from fashionfail.models.reporting import AimTags, BestScore, mark_interrupted
 from fashionfail.models.safety import AtomicModelCheckpoint
+from fashionfail.tracking import ensure_aim_repo
 
 # Failures of a training run that are the user's to fix (reported in one line, no traceback):
 # a bad weights file, a missing path, an accelerator or strategy Lightning cannot provide.
@@ -97,8 +98,25 @@ def fingerprint(cfg: TrainConfig, paths: TrainPaths) -> str:
 
 
 def _is_main_process() -> bool:
-    # Lightning's DDP launcher re-runs this script for the other ranks with these set.
-    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+    """Global rank 0, known before torch.distributed starts: the only process that cleans out_dir.
+
+    Asks the cluster environment Lightning itself picks (same order): torchrun / torchelastic set
+    RANK (and GROUP_RANK, not NODE_RANK, for the node), `srun` sets SLURM_PROCID, LSF and MPI their
+    own. Otherwise Lightning's own DDP launcher re-runs this script for the other ranks with
+    LOCAL_RANK and NODE_RANK set.
+    """
+    from lightning_fabric.plugins.environments import (
+        LSFEnvironment,
+        MPIEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
+
+    for env in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment):
+        if env.detect():
+            return env().global_rank() == 0
+    node = os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0))
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(node) == 0
 
 
 def _git_revision() -> str:
@@ -158,6 +176,8 @@ def _loggers(cfg: TrainConfig, paths: TrainPaths, info: dict, resume: bool) -> l
     from dvclive.lightning import DVCLiveLogger
 
     exp = os.environ.get("DVC_EXP_NAME")
+    if _is_main_process():  # the only rank that writes to Aim
+        ensure_aim_repo(paths.aim_repo)  # parallel experiments may start together
     aim = AimLogger(
         repo=str(paths.aim_repo),
         experiment=paths.name,
@@ -337,7 +357,8 @@ def _fit(
     }
     # Aim only: dvclive's params.yaml is git-tracked, and a revision there changes on every commit
     # (DVC knows the revision and experiment of its files anyway).
-    loggers[0].log_hyperparams(run_info)
+    if _is_main_process():  # before fit, Lightning's rank-zero guard may not know the node yet
+        loggers[0].log_hyperparams(run_info)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
 
     summary = {
