@@ -143,6 +143,10 @@ class TrainConfig(_Section):
     arch: str
     weights: str  # WEIGHT_KEYWORDS or a path to a weights file (state dict or Lightning checkpoint)
     head_init: Literal["random", "remap"]
+    # From a checkpoint: "transfer" (copy matching tensors into a fresh, fully trainable model)
+    # or "original" (the checkpoint's own structure, all of it but the two predictors).
+    # Defaults of the fields added with issue #8 (absent in older checkpoints) are params.yaml's.
+    finetune_init: Literal["transfer", "original"] = "transfer"
     min_size: int
     max_size: int
     augment: str
@@ -167,6 +171,9 @@ class TrainConfig(_Section):
     monitor: str
     monitor_mode: Literal["min", "max"]
     eval_map_every_n_epochs: int
+    val_batch_size: int = 8
+    val_mode: Literal["eval_bn", "train"] = "eval_bn"  # train: the original's (BN stats update)
+    val_loss_mean: Literal["per_image", "per_batch"] = "per_image"
     # val mAP on the first N val images of each rank (a fixed subset; 0: all) and its evaluator
     eval_map_images: int = 0
     eval_map_backend: Literal["faster_coco_eval", "pycocotools"] = "faster_coco_eval"
@@ -183,7 +190,7 @@ class TrainConfig(_Section):
         return v
 
     @field_validator("max_epochs", "batch_size", "min_size", "max_size", "num_nodes",
-                     "log_every_n_steps")  # fmt: skip
+                     "log_every_n_steps", "val_batch_size")  # fmt: skip
     @classmethod
     def _at_least_one(cls, v: int) -> int:
         # max_epochs -1 would mean "forever" to Lightning: a run that never ends.
@@ -302,11 +309,39 @@ class EvaluateConfig(PredictConfig):
     """Shared by the three evaluate stages; paths and class sets come from dvc.yaml."""
 
     num_overlays: int
+    model: Literal["checkpoint", "onnx"] = "checkpoint"  # which file of each model is scored
+    box_decimals: int = 2  # box corners rounded to this many decimals (the original: 1)
 
     @field_validator("num_overlays")
     @classmethod
     def _non_negative_overlays(cls, v: int) -> int:
         return PredictConfig._non_negative(v)
+
+    @field_validator("box_decimals")
+    @classmethod
+    def _non_negative_decimals(cls, v: int) -> int:
+        return PredictConfig._non_negative(v)
+
+
+class ExportOnnxConfig(_Section):
+    """The export-onnx stage: opset and how many random images check onnxruntime vs PyTorch."""
+
+    opset: int
+    verify_images: int
+
+    @field_validator("opset")
+    @classmethod
+    def _opset(cls, v: int) -> int:
+        if not 11 <= v <= 21:
+            raise ValueError("must be between 11 and 21 (torch's TorchScript exporter)")
+        return v
+
+    @field_validator("verify_images")
+    @classmethod
+    def _count(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be >= 0")
+        return v
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -316,6 +351,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "train_facere": TrainConfig,
     "finetune_facere_plus": TrainConfig,
     "evaluate": EvaluateConfig,
+    "export_onnx": ExportOnnxConfig,
 }
 
 S = TypeVar("S", bound=_Section)

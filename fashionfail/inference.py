@@ -27,6 +27,7 @@ from tqdm import tqdm
 from fashionfail.categories import LabelSpace
 from fashionfail.jsonio import DataError
 from fashionfail.models.factory import load_trained
+from fashionfail.onnx_runtime import OnnxInterfaceError, OnnxModel
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 MASK_THRESHOLD = 0.5  # Mask R-CNN's soft masks are binarised at 0.5 (torchvision, Detectron2)
@@ -125,8 +126,13 @@ def _records(
     label_to_category: torch.Tensor,
     score_threshold: float,
     allowed: torch.Tensor | None,
+    box_decimals: int = 2,
 ) -> list[dict]:
-    """One image's model output -> COCO result records (dataset category ids, xywh, RLE)."""
+    """One image's model output -> COCO result records (dataset category ids, xywh, RLE).
+
+    Box corners are rounded to `box_decimals` (the original: 0.1 px) before width and height are
+    taken, so x + w is the rounded right edge.
+    """
     categories = label_to_category.to(output["labels"].device)[output["labels"]]
     keep = output["scores"] >= score_threshold
     if allowed is not None:
@@ -138,7 +144,9 @@ def _records(
     masks = (output["masks"][keep, 0] > MASK_THRESHOLD).to(torch.uint8).transpose(1, 2)
     masks = masks.contiguous().cpu().numpy().transpose(2, 1, 0)
     rles = mask_utils.encode(masks)
-    boxes = output["boxes"][keep].cpu()
+    boxes = output["boxes"][keep].cpu().double()
+    scale = 10.0**box_decimals
+    boxes = torch.round(boxes * scale) / scale
     boxes[:, 2:] -= boxes[:, :2]  # xyxy -> xywh
     records = []
     for box, score, category, rle in zip(
@@ -149,7 +157,7 @@ def _records(
             "image_id": item.image_id,
             "file_name": item.path.name,
             "category_id": category,
-            "bbox": [round(v, 2) for v in box],
+            "bbox": [round(v, box_decimals) for v in box],
             "score": score,
             "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
         })  # fmt: skip
@@ -181,8 +189,11 @@ def predict(
     num_workers: int = 0,
     progress: bool = True,
     stats: PredictStats | None = None,
+    box_decimals: int = 2,
 ) -> list[dict]:
     """Predict every image and return COCO result records (see the module docstring).
+
+    `model` is a torch model or an `OnnxModel` (which runs on the CPU, one image at a time).
 
     Batched forward passes under `torch.inference_mode()`; images are decoded by `num_workers`
     DataLoader workers. Detections scoring below `score_threshold`, or whose dataset category is
@@ -190,8 +201,12 @@ def predict(
     that cannot be decoded or whose size disagrees with `ImageItem.size`. The settings' rules
     (batch_size >= 1, ...) are checked once, by `config.PredictConfig`, before this is called.
     """
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
+    onnx = isinstance(model, OnnxModel)
+    dev = torch.device("cpu") if onnx and device == "auto" else resolve_device(device)
+    try:
+        model = model.to(dev).eval()
+    except OnnxInterfaceError as e:
+        raise DataError(str(e)) from None
     label_to_category = torch.tensor(
         [-1] + [space.to_category(label) for label in range(1, space.num_classes)]
     )
@@ -217,20 +232,36 @@ def predict(
                 continue
             # uint8 over the bus (4x less than float), scaled on the device.
             inputs = [image.to(dev, non_blocking=True).float().div_(255) for _, image in batch]
-            outputs = model(inputs)
+            try:
+                outputs = model(inputs)
+            except OnnxInterfaceError as e:
+                raise DataError(str(e)) from None
             for (item, _), output in zip(batch, outputs, strict=True):
                 if stats is not None:
                     stats.below_threshold += int((output["scores"] < score_threshold).sum())
-                results.extend(_records(output, item, label_to_category, score_threshold, allowed))
+                results.extend(_records(output, item, label_to_category, score_threshold, allowed,
+                                        box_decimals))  # fmt: skip
             bar.update(len(batch))
     return results
 
 
 def load_model(
-    checkpoint: str | os.PathLike, expect_classes: str | None = None
-) -> tuple[torch.nn.Module, LabelSpace]:
-    """`load_trained`, with its errors turned into one-line DataErrors naming the file."""
+    checkpoint: str | os.PathLike, expect_classes: str | None = None,
+    model_classes: str | None = None,
+) -> tuple[torch.nn.Module | OnnxModel, LabelSpace]:
+    """A checkpoint through `load_trained`, or a `.onnx` file as an `OnnxModel`; errors become
+    one-line DataErrors naming the file.
+
+    `model_classes` is the label space of an ONNX file that does not record it (the published
+    ones: fashionpedia for facere_base.onnx, fashionfail for facere_plus.onnx).
+    """
     try:
+        if Path(checkpoint).suffix.lower() == ".onnx":
+            model = OnnxModel(checkpoint, classes=model_classes)
+            if expect_classes is not None and model.space.name != expect_classes:
+                raise ValueError(f"{checkpoint}: predicts {model.space.name} classes, "
+                                 f"expected {expect_classes}")  # fmt: skip
+            return model, model.space
         return load_trained(checkpoint, expect_classes=expect_classes)
     except (ValueError, FileNotFoundError, KeyError) as e:
         message = e.args[0] if e.args else str(e)

@@ -1,7 +1,7 @@
-"""Run a trained Facere / Facere+ checkpoint on images and write COCO results.
+"""Run a trained Facere / Facere+ checkpoint (or ONNX file) on images and write COCO results.
 
 Usage (see --help):
-    python -m fashionfail.predict --images DIR --checkpoint CKPT --out results.json \
+    python -m fashionfail.predict --images DIR --model CKPT_OR_ONNX --out results.json \
         [--overlays DIR] [--batch-size N] [--device auto|cpu|cuda] [--score-threshold T]
 
 This module is the command line only; the inference itself lives in `fashionfail.inference`,
@@ -44,6 +44,7 @@ def run(
     device: str = "auto",
     score_threshold: float = 0.5,
     num_workers: int = 0,
+    model_classes: str | None = None,
     skip_unreadable: bool = False,
 ) -> tuple[list[dict], PredictStats]:
     """The CLI's work: returns the records written and what was skipped or dropped.
@@ -69,7 +70,7 @@ def run(
     if overlays is not None and overlays.exists() and any(overlays.iterdir()):
         raise DataError(f"{overlays}: overlay folder exists and is not empty")
     paths = list_images(images_dir)
-    model, space = load_model(checkpoint)
+    model, space = load_model(checkpoint, model_classes=model_classes)
     items = [ImageItem(i, p) for i, p in enumerate(paths)]
     stats = PredictStats(skip_unreadable=skip_unreadable)
     records = predict(
@@ -119,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m fashionfail.predict",
         description=(
             "Detect and segment fashion items in a folder of images with a Facere (46 "
-            "Fashionpedia classes) or Facere+ (22 FashionFail classes) checkpoint. Any image "
-            "size; RGB, grayscale, RGBA and palette images; EXIF orientation is applied."
+            "Fashionpedia classes) or Facere+ (22 FashionFail classes) checkpoint or ONNX file. "
+            "Any image size; RGB, grayscale, RGBA and palette images; EXIF orientation is applied."
         ),
         epilog=(
             "Output: a COCO results list (read by pycocotools COCO.loadRes), one record per "
@@ -136,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_debug_flag(parser)
     add = parser.add_argument
     add("--images", type=Path, required=True, help="folder of images (not recursive)")
-    add("--checkpoint", type=Path, required=True, help="Lightning checkpoint of this project")
+    add("--model", "--checkpoint", dest="checkpoint", type=Path, required=True,
+        help="Lightning checkpoint of this project, or an ONNX file with the published "
+        "interface (ours from export-onnx, or the paper's facere_base.onnx / facere_plus.onnx)")
+    add("--model-classes", choices=("fashionpedia", "fashionfail"),
+        help="label space of an ONNX file that does not record it (the published ones: "
+        "fashionpedia for facere_base.onnx, fashionfail for facere_plus.onnx)")
     add("--out", type=Path, required=True, help="results JSON file to write")
     add(
         "--overlays",
@@ -184,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=opts.batch_size, device=opts.device,
             score_threshold=opts.score_threshold, num_workers=opts.num_workers,
             skip_unreadable=args.skip_unreadable,
+            model_classes=args.model_classes,
         )  # fmt: skip
     except USER_ERRORS as e:
         return error_exit(e)

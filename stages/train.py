@@ -16,6 +16,7 @@ from pathlib import Path
 from fashionfail.cli import parser, report_errors
 from fashionfail.config import TrainConfig, load_section
 from fashionfail.models.train import TRAIN_ERRORS, TrainPaths, train
+from fashionfail.tracking import default_aim_repo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--live-dir", required=True, type=Path, help="dvclive output folder")
     ap.add_argument(
         "--aim-repo",
-        default=Path("."),
+        default=default_aim_repo(),
         type=Path,
-        help="folder of the .aim repository (default: .)",
+        help="folder of the .aim repository (default: $DVC_ROOT, the project root, when run by "
+        "DVC, also for queued and --temp experiments; else .)",
     )
     ap.add_argument(
         "--name", required=True, help="run name in Aim (the DVC experiment name is appended)"

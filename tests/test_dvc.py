@@ -3,7 +3,6 @@
 stages that read it and their descendants."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,67 +11,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from train_helpers import REPO, TINY_DATA
+from dvc_helpers import copy_project, dvc_env
+from dvc_helpers import run as _run
 
 pytestmark = pytest.mark.slow
-
-
-def _run(cmd, cwd, check=True):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("DVC_EXP_NAME", None)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
-                          shell=isinstance(cmd, str))  # fmt: skip
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    return proc.stdout + proc.stderr
-
-
-def _tiny_params(params: dict) -> dict:
-    params["download"]["synthetic"] = TINY_DATA.model_dump()
-    for section in ("train_facere", "finetune_facere_plus"):
-        params[section].update(
-            min_size=64,
-            max_size=64,
-            max_epochs=1,
-            batch_size=2,
-            num_workers=0,
-            accelerator="cpu",
-            devices=1,
-            log_every_n_steps=1,
-        )
-    if "evaluate" in params:
-        params["evaluate"].update(num_overlays=1)
-    return params
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A git repo with this project's tracked and untracked (not ignored) files, tiny params."""
-    root = tmp_path_factory.mktemp("project")
-    files = (
-        subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / rel)
-    params = _tiny_params(yaml.safe_load((root / "params.yaml").read_text()))
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(
-        "git init -q -b main && git add -A && git -c user.email=t@t -c user.name=t commit -qm init",
-        root,
-    )
-    return root
+    return copy_project(tmp_path_factory.mktemp("project"))
 
 
 def _set_param(root: Path, section: str, key: str, value) -> None:
@@ -163,7 +111,7 @@ def test_killed_dvc_repro_resumes_training_on_the_next_repro(project):
     """persist: true keeps models/facere when DVC reruns the stage, so last.ckpt is resumed."""
     _run(["dvc", "repro", "rle-encode"], project)
     _set_param(project, "train_facere", "max_epochs", 12)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = dvc_env()
     started = time.time()
     proc = subprocess.Popen(["dvc", "repro", "train-facere"], cwd=project, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -173,11 +173,18 @@ def test_paper_settings_run_on_cpu(tmp_path: Path) -> None:
     assert re.search(r"initial weights from models/facere/best\.ckpt", log), log[-4000:]
     assert plus_cfg["augment"] == "facere_plus" and plus_cfg["num_workers"] == 2
     assert plus["roi_heads.box_predictor.cls_score.weight"].shape[0] == 23
-    # BatchNorm batch counters carry over: 0 in the COCO file, 2 after Facere's two steps, 4
-    # after Facere+'s (2 if Facere+ had started from the COCO file or from scratch).
+    # BatchNorm batch counters carry over: 0 in the COCO file, 3 after Facere's two steps and its
+    # one validation batch (val_mode: train, the original's, counts it too), 6 after Facere+'s
+    # (3 if Facere+ had started from the COCO file or from scratch).
     counter = "backbone.body.layer4.0.bn1.num_batches_tracked"
-    assert (int(coco[counter]), int(facere[counter]), int(plus[counter])) == (0, 2, 4)
+    assert (int(coco[counter]), int(facere[counter]), int(plus[counter])) == (0, 3, 6)
+    # finetune_init: original: Facere's frozen layers unchanged, conv5_mask re-initialised.
+    assert torch.equal(plus["backbone.body.conv1.weight"], facere["backbone.body.conv1.weight"])
+    conv5 = "roi_heads.mask_predictor.conv5_mask.weight"
+    assert not torch.equal(plus[conv5], facere[conv5])
 
-    for name in ("facere_fp", "facere_ff", "facere_plus_ff"):
+    assert (root / "models/onnx/facere.onnx").is_file()  # evaluate.model: onnx scored these
+    assert (root / "models/onnx/facere_plus.onnx").is_file()
+    for name in ("facere_fp", "facere_fp_raw", "facere_ff", "facere_plus_ff"):
         metrics = yaml.safe_load((root / "eval" / name / "metrics.json").read_text())
         assert metrics, name

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ import pytest
 import torch
 import yaml
 from train_helpers import REPO, ff_paths, fp_paths, make_data, tiny_cfg
+from train_helpers import aim_runs as _aim_metrics
 
 from fashionfail.config import ConfigError
 from fashionfail.models.factory import load_trained
@@ -20,28 +22,6 @@ from fashionfail.models.train import resolve_precision, train
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_data(tmp_path_factory.mktemp("synthetic"))
-
-
-def _aim_metrics(repo_dir):
-    """{run name: {(metric, subset): [values]}} read back from the Aim repository."""
-    from aim import Repo
-    from aim.sdk.index_manager import RepoIndexManager
-
-    # Aim writes each run to its own chunk; `aim up` indexes chunks before showing them.
-    repo = Repo.from_path(str(repo_dir))
-    indexer = RepoIndexManager.get_index_manager(repo)
-    for run_hash in repo.list_all_runs():
-        indexer.index(run_hash)
-    out = {}
-    for run in Repo.from_path(str(repo_dir)).iter_runs():
-        series = {}
-        for m in run.metrics():
-            steps, (values,) = m.data.view("val").items_list()
-            series[(m.name, m.context.to_dict().get("subset"))] = [
-                v for _, v in sorted(zip(steps, values, strict=True))
-            ]
-        out[run.name] = (run.hash, series, run["hparams"])
-    return out
 
 
 def test_train_writes_checkpoints_and_the_same_metrics_to_aim_and_dvclive(data, tmp_path):
@@ -189,8 +169,10 @@ def test_killed_training_resumes_from_last_checkpoint(data, tmp_path):
     assert len(_aim_metrics(tmp_path)) == 1
     from aim import Repo
 
+    from fashionfail.models.reporting import tag_names
+
     (run,) = Repo.from_path(str(tmp_path)).iter_runs()
-    assert {t.name for t in run.tags} == {"stage:train-facere", "resumed", "finished"}
+    assert tag_names(run) == {"stage:train-facere", "resumed", "finished"}
 
     # A finished run is not resumed: the same command trains again from scratch.
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -210,6 +192,91 @@ def test_ddp_on_two_cpu_processes(data, tmp_path):
     live = fp_paths(data, tmp_path).live_dir
     assert len((live / "plots/metrics/val/loss.tsv").read_text().splitlines()) == 2  # header + 1
 
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launcher_env(launcher: str, node: int, port: int) -> dict[str, str]:
+    """What each launcher sets for the one process of node `node` (2 nodes x 1 process)."""
+    if launcher == "torchrun":  # torch.distributed.run: GROUP_RANK names the node, no NODE_RANK
+        return {"RANK": str(node), "LOCAL_RANK": "0", "GROUP_RANK": str(node), "WORLD_SIZE": "2",
+                "LOCAL_WORLD_SIZE": "1", "TORCHELASTIC_RUN_ID": "test", "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port)}  # fmt: skip
+    if launcher == "slurm":  # srun; Lightning's SLURMEnvironment finds the main node in the list
+        return {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "2",
+                "SLURM_PROCID": str(node), "SLURM_LOCALID": "0", "SLURM_NODEID": str(node),
+                "SLURM_JOB_NAME": "train-facere", "SLURM_JOB_ID": "4242",
+                "SLURM_NODELIST": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
+    # Lightning's own launcher, started by hand on each node with NODE_RANK
+    return {"NODE_RANK": str(node), "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port)}  # fmt: skip
+
+
+_LAUNCHER_VARS = ("RANK", "LOCAL_RANK", "GROUP_RANK", "NODE_RANK", "WORLD_SIZE",
+                  "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_JOB_NAME",
+                  "LSB_JOBID", "JSM_NAMESPACE_RANK")  # fmt: skip
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "slurm", "lightning"])
+def test_multinode_only_global_rank_zero_is_the_main_process(monkeypatch, launcher):
+    """The process of node 1 must not clean out_dir or log run info: under torchrun its
+    LOCAL_RANK is 0 and NODE_RANK unset, under srun neither is set."""
+    from fashionfail.models.train import _is_main_process
+
+    for node, main in ((0, True), (1, False)):
+        for var in _LAUNCHER_VARS:
+            monkeypatch.delenv(var, raising=False)
+        for var, value in _launcher_env(launcher, node, 29500).items():
+            monkeypatch.setenv(var, value)
+        assert _is_main_process() is main, (launcher, node)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["torchrun", "slurm"])
+def test_multinode_two_nodes_train_one_model(data, tmp_path, launcher):
+    """2 nodes x 1 process on localhost (gloo), started as torchrun or srun starts them: one
+    checkpoint, one Aim run, one dvclive record, and both ranks report the same best model."""
+    params = _params_file(tmp_path, "train_facere", strategy="ddp", accelerator="cpu", devices=1,
+                          num_nodes=2, max_epochs=1)  # fmt: skip
+    cmd = _stage_cmd(data, tmp_path, params)
+    port = _free_port()
+    procs, logs = [], []
+    for node in (0, 1):
+        env = {k: v for k, v in os.environ.items() if k not in _LAUNCHER_VARS}
+        if launcher == "torchrun":  # the real launcher, once per node (static rendezvous)
+            node_cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2",
+                        "--nproc-per-node=1", f"--node-rank={node}", "--master-addr=127.0.0.1",
+                        f"--master-port={port}", *cmd[1:]]  # fmt: skip
+        else:
+            node_cmd = cmd
+            env.update(_launcher_env(launcher, node, port))
+        logs.append(tmp_path / f"node{node}.log")
+        with logs[-1].open("w") as log:
+            procs.append(subprocess.Popen(node_cmd, cwd=tmp_path, env=env, stdout=log,
+                                          stderr=subprocess.STDOUT))  # fmt: skip
+    for proc in procs:
+        proc.wait(timeout=300)
+    outs = [log.read_text() for log in logs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    for node, out in enumerate(outs):
+        assert f"GLOBAL_RANK: {node}, MEMBER: {node + 1}/2" in out
+    assert "distributed_backend=gloo" in outs[0]
+    best = [[line for line in out.splitlines() if line.startswith("best checkpoint:")]
+            for out in outs]  # fmt: skip
+    assert len(best[0]) == 1 and best[0] == best[1]  # the ranks agree on the best model
+    out = fp_paths(data, tmp_path).out_dir
+    assert sorted(p.name for p in out.iterdir()) == ["best.ckpt", "last.ckpt", "run.json"]
+    run_info = orjson.loads((out / "run.json").read_bytes())
+    assert run_info["status"] == "complete" and run_info["epochs"] == 1
+    runs = _aim_metrics(tmp_path)
+    assert len(runs) == 1 and runs["train-facere"][0] == run_info["aim_run_hash"]
+    assert runs["train-facere"][2]["train"]["num_nodes"] == 2
+    live = fp_paths(data, tmp_path).live_dir
+    assert len((live / "plots/metrics/val/loss.tsv").read_text().splitlines()) == 2  # header + 1
 
 @pytest.mark.slow
 def test_seed_training_commands(data, tmp_path):

@@ -48,3 +48,25 @@ def ff_paths(data: Path, out: Path, name: str = "finetune-facere-plus") -> Train
         val_ann=ff / "ff_val.json", val_img_dir=ff / "images/val",
         out_dir=out / "models_plus", live_dir=out / "dvclive_plus", aim_repo=out, name=name,
     )  # fmt: skip
+
+
+def aim_runs(repo_dir: Path) -> dict:
+    """{run name: (hash, {(metric, subset): [values]}, hparams)} read back from an Aim repo."""
+    from aim import Repo
+    from aim.sdk.index_manager import RepoIndexManager
+
+    # Aim writes each run to its own chunk; `aim up` indexes chunks before showing them.
+    repo = Repo.from_path(str(repo_dir))
+    indexer = RepoIndexManager.get_index_manager(repo)
+    for run_hash in repo.list_all_runs():
+        indexer.index(run_hash)
+    out = {}
+    for run in Repo.from_path(str(repo_dir)).iter_runs():
+        series = {}
+        for m in run.metrics():
+            steps, (values,) = m.data.view("val").items_list()
+            series[(m.name, m.context.to_dict().get("subset"))] = [
+                v for _, v in sorted(zip(steps, values, strict=True))
+            ]
+        out[run.name] = (run.hash, series, run["hparams"])
+    return out

@@ -13,6 +13,8 @@ ground truth), COCOeval's own convention.
   present in the GT, so classes without GT (AP -1 in COCOeval) drop out instead of counting as
   0, and on FashionFail-test (one object per image) the weights are exactly the frequencies.
   mAP_w50 / mAP_w75 use AP at IoU .50 / .75; mAR_w1 / mAR_w100 the per-class AR.
+- mAP_plain / mAR_plain: the plain means of the per-class AP / AR100 over the same FashionFail
+  classes (those with GT), which the original prints beside mAP_w.
 - TP / FP / FN per class are counted at IoU .50, area "all", maxDets 100 from
   `COCOeval.evalImgs`; detections matched to crowd GT are ignored, as COCOeval ignores them.
 """
@@ -36,6 +38,7 @@ from fashionfail.jsonio import DataError, load_json
 IOU_TYPES = ("bbox", "segm")
 SUMMARY_KEYS = {"AP": 0, "AP50": 1, "AP75": 2, "AR1": 6, "AR100": 8}  # index in COCOeval.stats
 WEIGHTED_KEYS = ("mAP_w", "mAP_w50", "mAP_w75", "mAR_w1", "mAR_w100")
+PLAIN_KEYS = ("mAP_plain", "mAR_plain")  # unweighted means over the same FashionFail classes
 _GT_KEYS = ("area", "iscrowd")  # needed by COCOeval beyond the structural checks
 
 
@@ -216,6 +219,18 @@ def weighted_metrics(
     return out
 
 
+def plain_metrics(
+    per_class: dict[int, dict[str, float | int]], classes: Collection[int]
+) -> dict[str, float]:
+    """mAP_plain, mAR_plain: unweighted means of AP and AR100 over `classes` (-1 if none)."""
+    if not classes:
+        return dict.fromkeys(PLAIN_KEYS, -1.0)
+    return {
+        "mAP_plain": float(np.mean([per_class[c]["AP"] for c in classes])),
+        "mAR_plain": float(np.mean([per_class[c]["AR100"] for c in classes])),
+    }
+
+
 def evaluate_results(
     gt: COCO, results: Sequence[dict], category_ids: Collection[int]
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[int, dict]], dict[int, float]]:
@@ -234,5 +249,6 @@ def evaluate_results(
         metrics[iou_type] = {
             **summary_metrics(coco_eval),
             **weighted_metrics(per_class[iou_type], weights),
+            **plain_metrics(per_class[iou_type], sorted(weights)),
         }
     return metrics, per_class, weights

@@ -12,6 +12,7 @@ failure leaves nothing partial):
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -29,8 +30,10 @@ from fashionfail.eval.coco import (
     load_ground_truth,
 )
 from fashionfail.eval.overlays import draw_detections, save_png, side_by_side
+from fashionfail.eval.prediction_files import PRESETS, PredictionFormat, load_prediction_file
 from fashionfail.inference import ImageItem, group_by_image, load_model, predict, read_image
 from fashionfail.jsonio import DataError, atomic_dir, dump_json
+from fashionfail.tracking import ensure_aim_repo
 
 _TABLE_METRICS = ("AP", "AP50", "TP", "FP", "FN")
 
@@ -156,6 +159,7 @@ def log_to_aim(
     import aim  # imported here: it is slow to import and only this function needs it
 
     exp = os.environ.get("DVC_EXP_NAME")
+    ensure_aim_repo(repo)  # parallel experiments may start together
     run = aim.Run(
         repo=str(repo),
         experiment=f"evaluate-{name}",
@@ -184,33 +188,52 @@ def evaluate(
     name: str,
     gt_path: Path,
     images_dir: Path,
-    checkpoint: Path,
+    checkpoint: Path | None = None,
     classes: str,
     out_dir: Path,
     cfg: EvaluateConfig,
     aim_repo: Path | None = None,
     progress: bool = True,
+    model_classes: str | None = None,
+    predictions: Path | None = None,
+    prediction_format: PredictionFormat | None = None,
 ) -> dict:
     """Run one evaluation (see the module docstring); returns the metrics written.
 
+    The detections come from `checkpoint` (a Lightning checkpoint, or a `.onnx` file with the
+    published interface; `model_classes` names an ONNX file's label space when the file does not)
+    or, instead, from a baseline's prediction file `predictions` read with `prediction_format`
+    (see `fashionfail.eval.prediction_files`).
     `classes` is the evaluated class set: "fashionpedia" (46) or "fashionfail" (22). With
     "fashionfail" a 46-class model's predictions outside the 22 classes are dropped, as in the
     paper. DataError for bad input (names the file / id); nothing is written then.
     """
     if classes not in LABEL_SPACES:
         raise DataError(f"unknown class set {classes!r}; use one of {', '.join(LABEL_SPACES)}")
+    if (checkpoint is None) == (predictions is None):
+        raise DataError("evaluate needs either a model file or a prediction file, not both")
     gt = load_ground_truth(gt_path)
     items = _gt_items(gt, images_dir, gt_path)
-    model, space = load_model(checkpoint)
     evaluated = LabelSpace(classes).dataset_ids
-    if not all(space.contains(c) for c in evaluated):
-        raise DataError(
-            f"{checkpoint}: predicts {space.name} classes, cannot be evaluated on {classes} classes"
-        )
-    records = predict(
-        model, space, items, batch_size=cfg.batch_size, device=cfg.device,
-        keep_categories=evaluated, num_workers=cfg.num_workers, progress=progress,
-    )  # fmt: skip
+    if predictions is not None:
+        fmt = prediction_format or PRESETS["coco"]
+        allowed = set(evaluated)
+        records = [r for r in load_prediction_file(predictions, gt, fmt)
+                   if r["category_id"] in allowed]  # fmt: skip
+        source = {"predictions": str(predictions), **dataclasses.asdict(fmt)}
+    else:
+        model, space = load_model(checkpoint, model_classes=model_classes)
+        if not all(space.contains(c) for c in evaluated):
+            raise DataError(
+                f"{checkpoint}: predicts {space.name} classes, cannot be evaluated on "
+                f"{classes} classes"
+            )
+        records = predict(
+            model, space, items, batch_size=cfg.batch_size, device=cfg.device,
+            keep_categories=evaluated, num_workers=cfg.num_workers, progress=progress,
+            box_decimals=cfg.box_decimals,
+        )  # fmt: skip
+        source = {"checkpoint": str(checkpoint)}
     metrics, per_class, weights = evaluate_results(gt, records, evaluated)
     metrics.update({"num_images": len(items), "num_predictions": len(records)})
     if gt.check_report.counted:  # GT kept as the original scores it, but not silently
@@ -228,7 +251,6 @@ def evaluate(
             gt, records, items[: cfg.num_overlays], tmp / "overlays", cfg.score_threshold
         )
         if aim_repo is not None:
-            hparams = {"checkpoint": str(checkpoint), "gt": str(gt_path), "classes": classes,
-                       **cfg.model_dump()}  # fmt: skip
+            hparams = {**source, "gt": str(gt_path), "classes": classes, **cfg.model_dump()}
             log_to_aim(aim_repo, name, metrics, overlays, hparams)
     return metrics

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision.models import resnet50
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import (
     BackboneWithFPN,
+    _resnet_fpn_extractor,
     mobilenet_backbone,
     resnet_fpn_backbone,
 )
@@ -28,6 +30,7 @@ from torchvision.models.detection.mask_rcnn import (
     maskrcnn_resnet50_fpn_v2,
 )
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from fashionfail.categories import LabelSpace
 
@@ -91,8 +94,17 @@ def _light_maskrcnn(backbone: nn.Module, num_classes: int, anchor_sizes, **kwarg
     )
 
 
+LAYOUTS = ("scratch", "pretrained")
+
+
 def build_model(
-    arch: str, num_classes: int, *, min_size: int = 800, max_size: int = 1333, coco: bool = False
+    arch: str,
+    num_classes: int,
+    *,
+    min_size: int = 800,
+    max_size: int = 1333,
+    coco: bool = False,
+    layout: str = "scratch",
 ) -> MaskRCNN:
     """Build `arch` with `num_classes` outputs (background included).
 
@@ -100,9 +112,17 @@ def build_model(
     them; only the two ResNet-50 variants have them) and the class-specific predictors replaced.
     Without it, every layer is randomly initialised and nothing is downloaded. Backbones trained
     from scratch use real BatchNorm (frozen BatchNorm only makes sense with pretrained statistics).
+
+    `layout="pretrained"` builds, without downloading anything, the module structure torchvision
+    gives a COCO-initialised ResNet-50 model (`coco=True` implies it): 3 trainable backbone layers
+    (conv1, bn1 and layer1 frozen) and, for `maskrcnn_resnet50_fpn`, FrozenBatchNorm2d in the
+    ResNet (torchvision's v2 keeps BatchNorm2d there). A model fine-tuned from such a checkpoint
+    the original way (`finetune_init: original`) is rebuilt with it. Other archs have one layout.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if coco and arch not in _COCO_WEIGHTS:
         raise ValueError(
             f"arch {arch!r} has no COCO weights; use one of {', '.join(_COCO_WEIGHTS)}"
@@ -114,6 +134,8 @@ def build_model(
             model = fn(weights=_COCO_WEIGHTS[arch], **size)
             _replace_predictors(model, num_classes)
             return model
+        if layout == "pretrained":
+            return _pretrained_layout(arch, num_classes, size)
         kwargs = {} if arch.endswith("_v2") else {"norm_layer": nn.BatchNorm2d}
         return fn(weights=None, weights_backbone=None, num_classes=num_classes,
                   trainable_backbone_layers=5, **size, **kwargs)  # fmt: skip
@@ -139,6 +161,24 @@ def build_model(
         rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=150,
         box_batch_size_per_image=64, rpn_batch_size_per_image=128, **size,
     )  # fmt: skip
+
+
+def _pretrained_layout(arch: str, num_classes: int, size: dict) -> MaskRCNN:
+    """torchvision's structure of a COCO-initialised model, randomly initialised (see build_model).
+
+    Mirrors torchvision's builders: `_resnet_fpn_extractor(backbone, trainable_layers=3)` freezes
+    every ResNet parameter outside layer2..layer4; v1 puts FrozenBatchNorm2d in the ResNet.
+    """
+    if arch.endswith("_v2"):
+        model = maskrcnn_resnet50_fpn_v2(
+            weights=None, weights_backbone=None, num_classes=num_classes, **size
+        )
+        for name, param in model.backbone.body.named_parameters():
+            if not name.startswith(("layer2", "layer3", "layer4")):
+                param.requires_grad_(False)
+        return model
+    backbone = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3)
+    return MaskRCNN(backbone, num_classes=num_classes, **size)
 
 
 def _replace_predictors(model: MaskRCNN, num_classes: int) -> None:
@@ -200,6 +240,53 @@ def check_head_init(classes: str | None, target: LabelSpace, head_init: str, pat
             f"{path}: head_init remap: its {source.name} classes do not cover the {target.name} "
             "classes; use head_init random"
         )
+
+
+_PREDICTORS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.")
+
+
+def weights_layout(path: str | Path) -> str:
+    """The layout (see build_model) of the model saved in one of our checkpoints.
+
+    Our checkpoints record it (hyper-parameter `layout`); older ones are "pretrained" exactly when
+    they were trained from COCO weights. Plain state dicts are "scratch".
+    """
+    return _layout_of(_torch_load(Path(path).expanduser(), "weights file", "torch weights file"))
+
+
+def _layout_of(ckpt: object) -> str:
+    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if hparams.get("layout") in LAYOUTS:
+        return hparams["layout"]
+    weights = (hparams.get("train") or {}).get("weights")
+    return "pretrained" if weights == "coco" else "scratch"
+
+
+def load_whole_model(model: MaskRCNN, path: str | Path) -> dict[str, int]:
+    """The original's Facere+ initialisation: every weight of `path` except the two predictors.
+
+    The box predictor and the *whole* mask predictor (`conv5_mask` included) keep their fresh
+    initialisation for the new label space; every other tensor must exist in the file with the
+    same shape (`model` must have been built with the file's arch and layout), else ValueError
+    naming the file and the first offending key.
+    """
+    state, _ = read_weights_file(path)
+    own = model.state_dict()
+    wanted = [k for k in own if not k.startswith(_PREDICTORS)]
+    missing = [k for k in wanted if k not in state]
+    wrong = [k for k in wanted if k in state and state[k].shape != own[k].shape]
+    extra = [k for k in state if k not in own and not k.startswith(_PREDICTORS)]
+    if missing or wrong or extra:
+        key, what = next(
+            (k, w) for keys, w in ((missing, "missing"), (wrong, "has another shape"),
+                                   (extra, "is not in the model")) for k in keys
+        )  # fmt: skip
+        raise ValueError(
+            f"{path}: not the same architecture as the model being fine-tuned "
+            f"({len(missing) + len(wrong) + len(extra)} keys differ; first: {key} {what})"
+        )
+    model.load_state_dict({k: state[k] for k in wanted}, strict=False)
+    return {"loaded": len(wanted), "reinitialised": len(own) - len(wanted), "ignored": 0}
 
 
 def _remap_rows(src: torch.Tensor, rows: list[int], per_class: int) -> torch.Tensor:
@@ -272,8 +359,9 @@ def load_trained(
             f"expected {expect_classes}"
         )
     model = build_model(
-        cfg["arch"], space.num_classes, min_size=cfg["min_size"], max_size=cfg["max_size"]
-    )
+        cfg["arch"], space.num_classes, min_size=cfg["min_size"], max_size=cfg["max_size"],
+        layout=_layout_of(ckpt),
+    )  # fmt: skip
     try:
         model.load_state_dict(_model_state(ckpt))
     except RuntimeError as e:

@@ -39,10 +39,27 @@ def losses_without_stat_updates(model: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
-class MaskRCNNModule(pl.LightningModule):
-    """Mask R-CNN training; `train` is a TrainConfig as a dict (stored in the checkpoint)."""
+@contextlib.contextmanager
+def losses_in_train_mode(model: nn.Module) -> Iterator[None]:
+    """The original's validation: `model.train()` for the losses (BatchNorm statistics update)."""
+    was_training = {m: m.training for m in model.modules()}
+    model.train()
+    try:
+        yield
+    finally:
+        for m, mode in was_training.items():
+            m.training = mode
 
-    def __init__(self, train: dict[str, Any]):
+
+class MaskRCNNModule(pl.LightningModule):
+    """Mask R-CNN training; `train` is a TrainConfig as a dict (stored in the checkpoint).
+
+    `layout` is the module structure (see `build_model`); "pretrained" whenever the weights come
+    from COCO, or from such a checkpoint with `finetune_init: original`. Stored in the checkpoint
+    too, so `load_trained` rebuilds the same structure.
+    """
+
+    def __init__(self, train: dict[str, Any], layout: str = "scratch"):
         super().__init__()
         self.save_hyperparameters()
         self.cfg: TrainConfig = parse_section(TrainConfig, dict(train), "checkpoint:train")
@@ -53,6 +70,7 @@ class MaskRCNNModule(pl.LightningModule):
             min_size=self.cfg.min_size,
             max_size=self.cfg.max_size,
             coco=self.cfg.weights == "coco",
+            layout="pretrained" if self.cfg.weights == "coco" else layout,
         )
         self.val_map = MeanAveragePrecision(
             iou_type=("bbox", "segm"), backend=self.cfg.eval_map_backend
@@ -71,6 +89,8 @@ class MaskRCNNModule(pl.LightningModule):
             ids = [t["image_id"] for t in targets]
             raise FloatingPointError(f"non-finite {stage} loss {values} on image ids {ids}")
         n = len(images)  # the number of images, not the length of the (images, targets) tuple
+        if stage == "val" and self.cfg.val_loss_mean == "per_batch":
+            n = 1  # the original's weighting: every val batch counts the same, whatever its size
         sync = stage == "val"
         self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=n, sync_dist=sync)
         self.log(f"{stage}/loss", loss, batch_size=n, prog_bar=True, sync_dist=stage == "val")
@@ -98,8 +118,14 @@ class MaskRCNNModule(pl.LightningModule):
         return images, targets
 
     def validation_step(self, batch: tuple[list, list], batch_idx: int) -> None:
-        with losses_without_stat_updates(self.model):
-            self._losses(batch, "val")
+        if self.cfg.val_mode == "train":
+            # The original: the whole model in train mode, so BatchNorm layers normalise with
+            # batch statistics and update their running statistics on the validation images.
+            with losses_in_train_mode(self.model):
+                self._losses(batch, "val")
+        else:
+            with losses_without_stat_updates(self.model):
+                self._losses(batch, "val")
         if self._map_this_epoch():
             images, targets = self._map_subset(batch)
             if not images:

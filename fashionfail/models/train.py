@@ -25,11 +25,18 @@ from fashionfail.data.detection import DetectionDataset, make_loader
 from fashionfail.data.presets import train_transforms, val_transforms
 from fashionfail.guard import remove_stale_temp_files, training_lock, watch_parent
 from fashionfail.jsonio import DataError, dump_json, load_json
-from fashionfail.models.factory import check_head_init, load_initial_weights, read_weights_file
+from fashionfail.models.factory import (
+    check_head_init,
+    load_initial_weights,
+    load_whole_model,
+    read_weights_file,
+    weights_layout,
+)
 from fashionfail.models.module import MaskRCNNModule
 from fashionfail.models.progress import progress_settings, quiet_known_noise
 from fashionfail.models.reporting import AimTags, BestScore, mark_interrupted
 from fashionfail.models.safety import AtomicModelCheckpoint
+from fashionfail.tracking import ensure_aim_repo
 
 # Failures of a training run that are the user's to fix (reported in one line, no traceback):
 # a bad weights file, a missing path, an accelerator or strategy Lightning cannot provide.
@@ -91,8 +98,25 @@ def fingerprint(cfg: TrainConfig, paths: TrainPaths) -> str:
 
 
 def _is_main_process() -> bool:
-    # Lightning's DDP launcher re-runs this script for the other ranks with these set.
-    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+    """Global rank 0, known before torch.distributed starts: the only process that cleans out_dir.
+
+    Asks the cluster environment Lightning itself picks (same order): torchrun / torchelastic set
+    RANK (and GROUP_RANK, not NODE_RANK, for the node), `srun` sets SLURM_PROCID, LSF and MPI their
+    own. Otherwise Lightning's own DDP launcher re-runs this script for the other ranks with
+    LOCAL_RANK and NODE_RANK set.
+    """
+    from lightning_fabric.plugins.environments import (
+        LSFEnvironment,
+        MPIEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
+
+    for env in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment):
+        if env.detect():
+            return env().global_rank() == 0
+    node = os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0))
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(node) == 0
 
 
 def _git_revision() -> str:
@@ -152,6 +176,8 @@ def _loggers(cfg: TrainConfig, paths: TrainPaths, info: dict, resume: bool) -> l
     from dvclive.lightning import DVCLiveLogger
 
     exp = os.environ.get("DVC_EXP_NAME")
+    if _is_main_process():  # the only rank that writes to Aim
+        ensure_aim_repo(paths.aim_repo)  # parallel experiments may start together
     aim = AimLogger(
         repo=str(paths.aim_repo),
         experiment=paths.name,
@@ -185,6 +211,10 @@ def check_config(cfg: TrainConfig) -> None:
             check_head_init(classes, LabelSpace(cfg.classes), cfg.head_init, cfg.weights)
         except ValueError as e:
             raise ConfigError(f"weights: {e}") from None
+    if cfg.finetune_init == "original" and cfg.head_init == "remap":
+        raise ConfigError(
+            "finetune_init: original re-initialises both predictors, so head_init must be random"
+        )
 
 
 def _holder(out_dir: Path) -> str:
@@ -233,11 +263,18 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
         if ds.report.summary():
             print(f"{ds.ann_file}: {ds.report.summary()} (see {paths.out_dir / RUN_FILE})",
                   file=sys.stderr)  # fmt: skip
-    module = MaskRCNNModule(cfg.model_dump())
+    # finetune_init original: the weights file's own structure (see build_model's layouts).
+    original = cfg.weights_file is not None and cfg.finetune_init == "original"
+    layout = weights_layout(cfg.weights) if original else "scratch"
+    module = MaskRCNNModule(cfg.model_dump(), layout=layout)
     init_counts = None
     if cfg.weights_file is not None:
         # Before anything is written: a file of another architecture fails here.
-        init_counts = load_initial_weights(module.model, cfg.weights, space, cfg.head_init)
+        if original:
+            init_counts = load_whole_model(module.model, cfg.weights)
+        else:
+            init_counts = load_initial_weights(module.model, cfg.weights, space, cfg.head_init)
+        init_counts = {"finetune_init": cfg.finetune_init, "layout": layout, **init_counts}
 
     if not _is_main_process():  # DDP ranks > 0: rank 0 holds the lock and watches the parent
         return _fit(cfg, paths, module, train_ds, val_ds, data_checks, init_counts)
@@ -258,7 +295,7 @@ def _fit(
     train_loader = make_loader(
         train_ds, cfg.batch_size, shuffle=cfg.shuffle, num_workers=cfg.num_workers, seed=cfg.seed
     )
-    val_loader = make_loader(val_ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+    val_loader = make_loader(val_ds, cfg.val_batch_size, shuffle=False, num_workers=cfg.num_workers)
 
     _tag_killed_run(paths)
     resume_from, info = _prepare_out_dir(cfg, paths, data_checks)
@@ -320,7 +357,8 @@ def _fit(
     }
     # Aim only: dvclive's params.yaml is git-tracked, and a revision there changes on every commit
     # (DVC knows the revision and experiment of its files anyway).
-    loggers[0].log_hyperparams(run_info)
+    if _is_main_process():  # before fit, Lightning's rank-zero guard may not know the node yet
+        loggers[0].log_hyperparams(run_info)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
 
     summary = {

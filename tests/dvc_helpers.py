@@ -1,0 +1,77 @@
+"""Shared helpers for the tests that run DVC: a temporary git repo holding a copy of this project
+with tiny params, and a command runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from train_helpers import REPO, TINY_DATA
+
+
+def dvc_env() -> dict[str, str]:
+    """This environment with the venv's bin first and no DVC variables of an outer `dvc exp run`."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for var in ("DVC_EXP_NAME", "DVC_ROOT", "DVC_EXP_BASELINE_REV", "DVC_STAGE"):
+        env.pop(var, None)
+    return env
+
+
+def run(cmd, cwd, check=True, timeout=900) -> str:
+    """Run a command (list, or str for the shell); stdout + stderr; AssertionError if it fails."""
+    proc = subprocess.run(cmd, cwd=cwd, env=dvc_env(), capture_output=True, text=True,
+                          timeout=timeout, shell=isinstance(cmd, str))  # fmt: skip
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc.stdout + proc.stderr
+
+
+def tiny_params(params: dict) -> dict:
+    params["download"]["synthetic"] = TINY_DATA.model_dump()
+    for section in ("train_facere", "finetune_facere_plus"):
+        params[section].update(
+            min_size=64,
+            max_size=64,
+            max_epochs=1,
+            batch_size=2,
+            num_workers=0,
+            accelerator="cpu",
+            devices=1,
+            log_every_n_steps=1,
+        )
+    if "evaluate" in params:
+        params["evaluate"].update(num_overlays=1)
+    return params
+
+
+def copy_project(root: Path) -> Path:
+    """A git repo at root with this project's tracked and untracked (not ignored) files and tiny
+    params, committed on branch main."""
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / rel)
+    params = tiny_params(yaml.safe_load((root / "params.yaml").read_text()))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(
+        "git init -q -b main && git add -A && git -c user.email=t@t -c user.name=t commit -qm init",
+        root,
+    )
+    return root
