@@ -19,6 +19,7 @@ repro: setup
 
 test: setup
 	ruff check .
+	ruff format --check .
 	pytest
 
 bench: setup

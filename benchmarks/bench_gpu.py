@@ -44,10 +44,17 @@ class GpuSampler:
         while not self._stop.wait(0.5):
             try:
                 out = subprocess.run(
-                    ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                     "-i", os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]],
-                    capture_output=True, text=True, timeout=5,
-                )  # fmt: skip
+                    [
+                        "nvidia-smi",
+                        "--query-gpu=utilization.gpu",
+                        "--format=csv,noheader,nounits",
+                        "-i",
+                        os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0],
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                )
                 self.values.append(float(out.stdout.strip().splitlines()[0]))
             except (OSError, ValueError, IndexError, subprocess.SubprocessError):
                 return
@@ -82,10 +89,17 @@ def _config(args: argparse.Namespace, impl: str):
     from fashionfail.config import TrainConfig, load_section, parse_section
 
     values = load_section("train_facere", REPO / "params.paper.yaml", TrainConfig).model_dump()
-    values.update(augment_impl=impl, batch_size=args.batch, num_workers=args.workers,
-                  min_size=args.min_size, max_size=args.max_size, strategy="auto", devices=1,
-                  accelerator="gpu" if args.device == "cuda" else "cpu",
-                  precision="16-mixed" if args.device == "cuda" else "32-true")  # fmt: skip
+    values.update(
+        augment_impl=impl,
+        batch_size=args.batch,
+        num_workers=args.workers,
+        min_size=args.min_size,
+        max_size=args.max_size,
+        strategy="auto",
+        devices=1,
+        accelerator="gpu" if args.device == "cuda" else "cpu",
+        precision="16-mixed" if args.device == "cuda" else "32-true",
+    )
     return parse_section(TrainConfig, values, "bench")
 
 
@@ -95,9 +109,12 @@ def _loader(args: argparse.Namespace, cfg, data: Path):
     from fashionfail.data.presets import train_transforms
 
     fp = data / "fashionpedia"
-    ds = DetectionDataset(fp / "images/train", fp / "instances_attributes_train2020.json",
-                          LabelSpace("fashionpedia"),
-                          train_transforms("facere", cfg.augment_impl, cfg.min_size, cfg.max_size))
+    ds = DetectionDataset(
+        fp / "images/train",
+        fp / "instances_attributes_train2020.json",
+        LabelSpace("fashionpedia"),
+        train_transforms("facere", cfg.augment_impl, cfg.min_size, cfg.max_size),
+    )
     return make_loader(ds, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, seed=0)
 
 
@@ -138,11 +155,19 @@ def _lightning(args, cfg, loader) -> tuple[float, float]:
 
     torch.manual_seed(0)
     module = MaskRCNNModule(cfg.model_dump())
-    trainer = pl.Trainer(accelerator=cfg.accelerator, devices=1, precision=cfg.precision,
-                         max_epochs=1000, max_steps=args.warmup + args.steps + 1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0,
-                         callbacks=[Hook()])  # fmt: skip
+    trainer = pl.Trainer(
+        accelerator=cfg.accelerator,
+        devices=1,
+        precision=cfg.precision,
+        max_epochs=1000,
+        max_steps=args.warmup + args.steps + 1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[Hook()],
+    )
     with GpuSampler() as gpu:
         trainer.fit(module, loader)
     return timer.rate, gpu.mean
@@ -154,16 +179,19 @@ def _plain(args, cfg, loader) -> tuple[float, float]:
     torch.manual_seed(0)
     device = torch.device(args.device)
     model = MaskRCNNModule(cfg.model_dump()).model.to(device).train()
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                           betas=cfg.betas)  # fmt: skip
+    opt = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=cfg.betas
+    )
     scaler = torch.amp.GradScaler(enabled=args.device == "cuda")
     timer, i = _Timer(args.warmup, args.device), 0
     with GpuSampler() as gpu:
         while i <= args.warmup + args.steps:
             for images, targets in loader:
                 images = [im.to(device, non_blocking=True) for im in images]
-                targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()}
-                           for t in targets]  # fmt: skip
+                targets = [
+                    {k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()}
+                    for t in targets
+                ]
                 cuda = args.device == "cuda"
                 with torch.autocast(args.device, dtype=torch.float16, enabled=cuda):
                     loss = sum(model(images, targets).values())
@@ -199,16 +227,28 @@ def main() -> None:
     data = Path(args.data)
     stamp = data / f"done-{args.images}"
     if not stamp.exists():
-        generate(SyntheticSource(seed=3, image_size=64, fp_train_images=args.images,
-                                 fp_val_images=1, ff_train_images=1, ff_val_images=1,
-                                 ff_test_images=1, max_objects=13, profile="real"),
-                 data)  # fmt: skip
+        generate(
+            SyntheticSource(
+                seed=3,
+                image_size=64,
+                fp_train_images=args.images,
+                fp_val_images=1,
+                ff_train_images=1,
+                ff_val_images=1,
+                ff_test_images=1,
+                max_objects=13,
+                profile="real",
+            ),
+            data,
+        )
         stamp.touch()
     os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="bench-gpu-torch-")
     _coco_shaped_weights(Path(os.environ["TORCH_HOME"]))
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    print(f"device: {name}; batch {args.batch}, {args.workers} workers, "
-          f"{args.min_size}/{args.max_size}, {args.steps} timed steps after {args.warmup}")
+    print(
+        f"device: {name}; batch {args.batch}, {args.workers} workers, "
+        f"{args.min_size}/{args.max_size}, {args.steps} timed steps after {args.warmup}"
+    )
     results = {}
     for impl in args.impls:
         cfg = _config(args, impl)

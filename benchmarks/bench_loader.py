@@ -47,10 +47,16 @@ def _data(root: Path, fp_images: int, ff_images: int) -> Path:
     stamp = root / f"done-{fp_images}-{ff_images}"
     if not stamp.exists():
         cfg = SyntheticSource(
-            seed=7, image_size=64, fp_train_images=fp_images, fp_val_images=1,
-            ff_train_images=ff_images, ff_val_images=1, ff_test_images=1, max_objects=13,
+            seed=7,
+            image_size=64,
+            fp_train_images=fp_images,
+            fp_val_images=1,
+            ff_train_images=ff_images,
+            ff_val_images=1,
+            ff_test_images=1,
+            max_objects=13,
             profile="real",
-        )  # fmt: skip
+        )
         generate(cfg, root)
         stamp.touch()
     return root
@@ -69,10 +75,15 @@ def _dataset(root: Path, recipe: str, impl: str, which: str):
         transforms = train_transforms(recipe, "literal" if impl == "-" else impl, 800, 1333)
     if which == "fp":
         ann = root / "fashionpedia" / "instances_attributes_train2020.json"
-        return DetectionDataset(root / "fashionpedia/images/train", ann, LabelSpace("fashionpedia"),
-                                transforms)  # fmt: skip
-    return DetectionDataset(root / "fashionfail/images/train", root / "fashionfail/ff_train.json",
-                            LabelSpace("fashionfail"), transforms)  # fmt: skip
+        return DetectionDataset(
+            root / "fashionpedia/images/train", ann, LabelSpace("fashionpedia"), transforms
+        )
+    return DetectionDataset(
+        root / "fashionfail/images/train",
+        root / "fashionfail/ff_train.json",
+        LabelSpace("fashionfail"),
+        transforms,
+    )
 
 
 def _one(args: argparse.Namespace) -> None:
@@ -94,8 +105,13 @@ def _one(args: argparse.Namespace) -> None:
         times.append(time.perf_counter() - t)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t = np.asarray(times)
-    out = {"median": float(np.median(t)), "p95": float(np.percentile(t, 95)),
-           "max": float(t.max()), "n": n, "rss_mb": rss_mb}  # fmt: skip
+    out = {
+        "median": float(np.median(t)),
+        "p95": float(np.percentile(t, 95)),
+        "max": float(t.max()),
+        "n": n,
+        "rss_mb": rss_mb,
+    }
     if args.workers > 0:
         loader = make_loader(ds, 2, shuffle=False, num_workers=args.workers)
         it = iter(loader)
@@ -122,15 +138,29 @@ def main() -> None:
         return
     root = _data(Path(args.data), fp_images=24, ff_images=12)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'recipe':<12} {'impl':<8} {'data':<14} {'median s':>9} {'p95 s':>8} {'max s':>8} "
-          f"{'img/s':>7} {'RSS MB':>7} {'> floor':>8}")  # fmt: skip
+    print(
+        f"{'recipe':<12} {'impl':<8} {'data':<14} {'median s':>9} {'p95 s':>8} {'max s':>8} "
+        f"{'img/s':>7} {'RSS MB':>7} {'> floor':>8}"
+    )
     floor_rss = {}
     medians = {}
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     for recipe, impl, which in CASES:
         n = args.literal_samples if impl == "literal" else args.samples
-        cmd = [sys.executable, __file__, "--data", str(root), "--one", recipe, impl, which,
-               "--n", str(n), "--workers", str(args.workers)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--data",
+            str(root),
+            "--one",
+            recipe,
+            impl,
+            which,
+            "--n",
+            str(n),
+            "--workers",
+            str(args.workers),
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if res.returncode:
             print(f"{recipe:<12} {impl:<8} failed: {res.stderr.strip().splitlines()[-1]}")
@@ -139,17 +169,23 @@ def main() -> None:
         data = "FP-like 1024px" if which == "fp" else "FF-like 2400px"
         if recipe == "floor":
             floor_rss[which] = r["rss_mb"]
-        print(f"{recipe:<12} {impl:<8} {data:<14} {r['median']:>9.3f} {r['p95']:>8.3f} "
-              f"{r['max']:>8.3f} {r.get('images_per_s', float('nan')):>7.1f} "
-              f"{r['rss_mb']:>7.0f} {r['rss_mb'] - floor_rss.get(which, 0):>8.0f}",
-              flush=True)  # fmt: skip
+        print(
+            f"{recipe:<12} {impl:<8} {data:<14} {r['median']:>9.3f} {r['p95']:>8.3f} "
+            f"{r['max']:>8.3f} {r.get('images_per_s', float('nan')):>7.1f} "
+            f"{r['rss_mb']:>7.0f} {r['rss_mb'] - floor_rss.get(which, 0):>8.0f}",
+            flush=True,
+        )
         medians[(recipe, impl)] = r["median"]
-    print(f"(img/s: {args.workers} DataLoader workers, batch 2; RSS: peak of the 1-core process, "
-          "which includes torch itself; > floor: above decode + to-tensor only)")
+    print(
+        f"(img/s: {args.workers} DataLoader workers, batch 2; RSS: peak of the 1-core process, "
+        "which includes torch itself; > floor: above decode + to-tensor only)"
+    )
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"loader: facere {medians.get(('facere', 'fast'), float('nan')):.3f} s, facere_plus "
-          f"{medians.get(('facere_plus', 'fast'), float('nan')):.3f} s per sample "
-          "(median, 1 core)")  # fmt: skip
+    print(
+        f"loader: facere {medians.get(('facere', 'fast'), float('nan')):.3f} s, facere_plus "
+        f"{medians.get(('facere_plus', 'fast'), float('nan')):.3f} s per sample "
+        "(median, 1 core)"
+    )
 
 
 if __name__ == "__main__":

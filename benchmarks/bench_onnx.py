@@ -48,24 +48,33 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=128, help="image height (px)")
     ap.add_argument("--width", type=int, default=128, help="image width (px)")
     ap.add_argument("--images", type=int, default=10, help="timed images per runtime")
-    ap.add_argument("--no-boost", action="store_true",
-                    help="keep the random model as is (it then detects almost nothing)")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="threads for both runtimes (0: each runtime's default)")
+    ap.add_argument(
+        "--no-boost",
+        action="store_true",
+        help="keep the random model as is (it then detects almost nothing)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="threads for both runtimes (0: each runtime's default)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     space = LabelSpace("fashionpedia")
     torch.manual_seed(0)
-    model = build_model(args.arch, space.num_classes, min_size=args.min_size,
-                        max_size=args.max_size).eval()  # fmt: skip
+    model = build_model(
+        args.arch, space.num_classes, min_size=args.min_size, max_size=args.max_size
+    ).eval()
     if not args.no_boost:  # confident detections of three classes: up to 100 per image
         with torch.no_grad():
             for label, value in {3: 6.0, 7: 5.0, 12: 4.0}.items():
                 model.roi_heads.box_predictor.cls_score.bias[label] += value
     generator = torch.Generator().manual_seed(1)
-    images = [torch.rand(3, args.height, args.width, generator=generator)
-              for _ in range(args.images + 1)]  # fmt: skip
+    images = [
+        torch.rand(3, args.height, args.width, generator=generator) for _ in range(args.images + 1)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         start = time.perf_counter()
@@ -77,20 +86,28 @@ def main() -> None:
             t_torch, out_torch = _timed(lambda x: model([x])[0], images[1:])
         t_onnx, out_onnx = _timed(runtime.run_one, images[1:])
     reports = [compare_detections(a, b) for a, b in zip(out_torch, out_onnx, strict=True)]
-    print(f"arch {args.arch}, model size {args.min_size}/{args.max_size}, images "
-          f"{args.height}x{args.width}, {args.images} images, threads "
-          f"{args.threads or 'default'}, torch {torch.__version__}")  # fmt: skip
+    print(
+        f"arch {args.arch}, model size {args.min_size}/{args.max_size}, images "
+        f"{args.height}x{args.width}, {args.images} images, threads "
+        f"{args.threads or 'default'}, torch {torch.__version__}"
+    )
     print(f"export (incl. onnx.checker + save): {total:.1f} s, file {size_mb:.1f} MB")
     for name, times in (("pytorch", t_torch), ("onnxruntime", t_onnx)):
-        print(f"{name:12s} per image: median {statistics.median(times) * 1000:.0f} ms, "
-              f"mean {statistics.mean(times) * 1000:.0f} ms")  # fmt: skip
-    print(f"onnxruntime / pytorch (median): "
-          f"{statistics.median(t_onnx) / statistics.median(t_torch):.2f}x")
-    print(f"detections per image: {statistics.mean(r['expected'] for r in reports):.0f}; "
-          f"matched {sum(r['matched'] for r in reports)}/{sum(r['expected'] for r in reports)}, "
-          f"max box diff {max(r['max_box_diff_px'] for r in reports):.1e} px, max score diff "
-          f"{max(r['max_score_diff'] for r in reports):.1e}, min mask IoU "
-          f"{min(r['min_mask_iou'] for r in reports):.4f}")  # fmt: skip
+        print(
+            f"{name:12s} per image: median {statistics.median(times) * 1000:.0f} ms, "
+            f"mean {statistics.mean(times) * 1000:.0f} ms"
+        )
+    print(
+        f"onnxruntime / pytorch (median): "
+        f"{statistics.median(t_onnx) / statistics.median(t_torch):.2f}x"
+    )
+    print(
+        f"detections per image: {statistics.mean(r['expected'] for r in reports):.0f}; "
+        f"matched {sum(r['matched'] for r in reports)}/{sum(r['expected'] for r in reports)}, "
+        f"max box diff {max(r['max_box_diff_px'] for r in reports):.1e} px, max score diff "
+        f"{max(r['max_score_diff'] for r in reports):.1e}, min mask IoU "
+        f"{min(r['min_mask_iou'] for r in reports):.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,15 @@ def _write_images(folder: Path, n: int, height: int, width: int) -> list[ImageIt
     return items
 
 
-def bench(arch: str, size: tuple[int, int] | None, image_hw: tuple[int, int], n: int,
-          batch_size: int, device: str, worst_case: bool = True) -> None:  # fmt: skip
+def bench(
+    arch: str,
+    size: tuple[int, int] | None,
+    image_hw: tuple[int, int],
+    n: int,
+    batch_size: int,
+    device: str,
+    worst_case: bool = True,
+) -> None:
     if n < 1:
         return
     space = LabelSpace("fashionpedia")
@@ -50,16 +57,20 @@ def bench(arch: str, size: tuple[int, int] | None, image_hw: tuple[int, int], n:
         model.roi_heads.score_thresh = 0.0  # always 100 detections per image
     with tempfile.TemporaryDirectory() as tmp:
         items = _write_images(Path(tmp), n + batch_size, *image_hw)
-        predict(model, space, items[:batch_size], batch_size=batch_size, device=device,
-                progress=False)  # warm-up  # fmt: skip
+        predict(
+            model, space, items[:batch_size], batch_size=batch_size, device=device, progress=False
+        )  # warm-up
         start = time.perf_counter()
-        records = predict(model, space, items[batch_size:], batch_size=batch_size,
-                          device=device, progress=False)  # fmt: skip
+        records = predict(
+            model, space, items[batch_size:], batch_size=batch_size, device=device, progress=False
+        )
         seconds = time.perf_counter() - start
     shown = f"{size[0]}/{size[1]}" if size else "default 800/1333"
-    print(f"{arch:26s} model size {shown:16s} images {image_hw[1]}x{image_hw[0]}  "
-          f"batch {batch_size}  {n} images in {seconds:6.1f} s = {n / seconds:6.2f} images/s  "
-          f"({len(records) / n:.0f} detections/image)")  # fmt: skip
+    print(
+        f"{arch:26s} model size {shown:16s} images {image_hw[1]}x{image_hw[0]}  "
+        f"batch {batch_size}  {n} images in {seconds:6.1f} s = {n / seconds:6.2f} images/s  "
+        f"({len(records) / n:.0f} detections/image)"
+    )
 
 
 def main() -> None:

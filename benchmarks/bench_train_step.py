@@ -42,8 +42,12 @@ def _batches(root: Path, n: int, batch_size: int, size: int) -> list:
     )
     generate(cfg, root)
     fp = root / "fashionpedia"
-    ds = DetectionDataset(fp / "images/train", fp / "instances_attributes_train2020.json",
-                          LabelSpace("fashionpedia"), train_transforms("cpu"))  # fmt: skip
+    ds = DetectionDataset(
+        fp / "images/train",
+        fp / "instances_attributes_train2020.json",
+        LabelSpace("fashionpedia"),
+        train_transforms("cpu"),
+    )
     torch.manual_seed(0)
     return [collate([ds[i] for i in range(k * batch_size, (k + 1) * batch_size)]) for k in range(n)]
 
@@ -89,10 +93,18 @@ def _lightning(cfg: TrainConfig, batches: list, warmup: int, loggers: list | boo
     module = MaskRCNNModule(cfg.model_dump())
     timer = _StepTimer(warmup)
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=1, logger=loggers, callbacks=[timer],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=cfg.log_every_n_steps,
-    )  # fmt: skip
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=loggers,
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        log_every_n_steps=cfg.log_every_n_steps,
+    )
     trainer.fit(module, train_dataloaders=_loader(batches))
     return (timer.end - timer.start) / (len(batches) - warmup)
 
@@ -125,8 +137,10 @@ def main() -> int:
             live = DVCLiveLogger(dir=f"{tmp}/live{r}", dvcyaml=False, save_dvc_exp=False)
             times["Lightning + dvclive"].append(_lightning(cfg, batches, args.warmup, [live]))
     plain = statistics.median(times["plain loop"])
-    print(f"\n{args.arch} at {args.size}px, batch {cfg.batch_size}, {args.steps} timed steps, "
-          f"median of {args.repeats}, torch threads {torch.get_num_threads()}")  # fmt: skip
+    print(
+        f"\n{args.arch} at {args.size}px, batch {cfg.batch_size}, {args.steps} timed steps, "
+        f"median of {args.repeats}, torch threads {torch.get_num_threads()}"
+    )
     print(f"{'loop':<22}{'s/step':>10}{'ratio':>8}   runs")
     for name, ts in times.items():
         med = statistics.median(ts)

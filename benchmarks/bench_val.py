@@ -49,8 +49,11 @@ def _image_and_target(rng: torch.Generator, h: int = 683, w: int = 1024, n: int 
         bw, bh = (int(v) for v in torch.randint(30, 200, (2,), generator=rng))
         boxes.append([x0, y0, x0 + bw, y0 + bh])
         masks[k, y0 : y0 + bh, x0 : x0 + bw] = 1
-    target = {"boxes": torch.tensor(boxes, dtype=torch.float32),
-              "labels": torch.randint(1, 47, (n,), generator=rng), "masks": masks}  # fmt: skip
+    target = {
+        "boxes": torch.tensor(boxes, dtype=torch.float32),
+        "labels": torch.randint(1, 47, (n,), generator=rng),
+        "masks": masks,
+    }
     return image, target
 
 
@@ -60,8 +63,9 @@ def _model_costs(size: int, steps: int) -> dict[str, float]:
 
     torch.manual_seed(0)
     max_size = round(size * 1333 / 800)
-    model = maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=47,
-                                     min_size=size, max_size=max_size)  # fmt: skip
+    model = maskrcnn_resnet50_fpn_v2(
+        weights=None, weights_backbone=None, num_classes=47, min_size=size, max_size=max_size
+    )
     # As with COCO weights: conv1 and layer1 frozen (3 trainable backbone layers).
     for name, p in model.backbone.body.named_parameters():
         if name.startswith(("conv1", "bn1", "layer1")):
@@ -110,10 +114,17 @@ def _map_costs(backend: str, n_images: int) -> tuple[float, float]:
         masks = torch.zeros(100, h, w, dtype=torch.bool)
         for k, (x0, y0, x1, y1) in enumerate(boxes.int().tolist()):
             masks[k, y0:y1, x0:x1] = True
-        pred = {"boxes": boxes, "scores": torch.rand(100, generator=rng),
-                "labels": torch.randint(1, 47, (100,), generator=rng), "masks": masks}  # fmt: skip
-        tgt = {"boxes": target["boxes"], "labels": target["labels"],
-               "masks": target["masks"].bool()}  # fmt: skip
+        pred = {
+            "boxes": boxes,
+            "scores": torch.rand(100, generator=rng),
+            "labels": torch.randint(1, 47, (100,), generator=rng),
+            "masks": masks,
+        }
+        tgt = {
+            "boxes": target["boxes"],
+            "labels": target["labels"],
+            "masks": target["masks"].bool(),
+        }
         t = time.perf_counter()
         metric.update([pred], [tgt])
         update += time.perf_counter() - t
@@ -124,17 +135,35 @@ def _map_costs(backend: str, n_images: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model-size", type=int, default=800,
-                    help="model min_size (max_size scaled alike); 800 is the paper's")  # fmt: skip
+    ap.add_argument(
+        "--model-size",
+        type=int,
+        default=800,
+        help="model min_size (max_size scaled alike); 800 is the paper's",
+    )
     ap.add_argument("--steps", type=int, default=2, help="timed model rounds (after 1 warm-up)")
     ap.add_argument("--map-images", type=int, default=20, help="images for the mAP costs")
-    ap.add_argument("--model-ratios", nargs=2, type=float, metavar=("LOSS", "PREDICT"),
-                    help="skip the model timing: val-loss and prediction forward per image as "
-                         "fractions of a training step per image (earlier run)")  # fmt: skip
-    ap.add_argument("--map-costs", nargs=2, type=float, metavar=("UPDATE", "COMPUTE"),
-                    help="skip the mAP timing: s/image of update and compute (both backends)")
-    ap.add_argument("--train-img-s", type=float, default=30.0,
-                    help="training images/s on the paper's GPU (FACTS.md)")  # fmt: skip
+    ap.add_argument(
+        "--model-ratios",
+        nargs=2,
+        type=float,
+        metavar=("LOSS", "PREDICT"),
+        help="skip the model timing: val-loss and prediction forward per image as "
+        "fractions of a training step per image (earlier run)",
+    )
+    ap.add_argument(
+        "--map-costs",
+        nargs=2,
+        type=float,
+        metavar=("UPDATE", "COMPUTE"),
+        help="skip the mAP timing: s/image of update and compute (both backends)",
+    )
+    ap.add_argument(
+        "--train-img-s",
+        type=float,
+        default=30.0,
+        help="training images/s on the paper's GPU (FACTS.md)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     paper = yaml.safe_load((REPO / "params.paper.yaml").read_text())["train_facere"]
@@ -142,14 +171,18 @@ def main() -> None:
 
     if args.model_ratios:
         r_loss, r_pred = args.model_ratios
-        print(f"model: given ratios, val-loss forward {r_loss:.2f} and prediction forward "
-              f"{r_pred:.2f} of a training step per image")  # fmt: skip
+        print(
+            f"model: given ratios, val-loss forward {r_loss:.2f} and prediction forward "
+            f"{r_pred:.2f} of a training step per image"
+        )
     else:
         model = _model_costs(args.model_size, args.steps)
         r_loss, r_pred = model["val_loss"] / model["train"], model["predict"] / model["train"]
-        print(f"model at min_size {args.model_size} (CPU, s/image): train step "
-              f"{model['train']:.2f}, val-loss forward {model['val_loss']:.2f} ({r_loss:.2f} of "
-              f"a step), prediction forward {model['predict']:.2f} ({r_pred:.2f})")  # fmt: skip
+        print(
+            f"model at min_size {args.model_size} (CPU, s/image): train step "
+            f"{model['train']:.2f}, val-loss forward {model['val_loss']:.2f} ({r_loss:.2f} of "
+            f"a step), prediction forward {model['predict']:.2f} ({r_pred:.2f})"
+        )
     backends = ("pycocotools", "faster_coco_eval")
     if args.map_costs:
         maps = {b: tuple(args.map_costs) for b in backends}
@@ -169,12 +202,19 @@ def main() -> None:
 
     rows = [("old: all images, pycocotools, every epoch", VAL_IMAGES, "pycocotools", 1)]
     k = paper.get("eval_map_images", 0) or VAL_IMAGES
-    rows.append((f"paper settings: {k} images, {paper.get('eval_map_backend', 'pycocotools')}, "
-                 f"every {paper['eval_map_every_n_epochs']} epoch(s)", k,
-                 paper.get("eval_map_backend", "pycocotools"),
-                 paper["eval_map_every_n_epochs"]))  # fmt: skip
-    print(f"training epoch: {TRAIN_IMAGES} images at {args.train_img_s:g} img/s = {epoch / 60:.1f} "
-          "min; validation per epoch (11,406 images):")  # fmt: skip
+    rows.append(
+        (
+            f"paper settings: {k} images, {paper.get('eval_map_backend', 'pycocotools')}, "
+            f"every {paper['eval_map_every_n_epochs']} epoch(s)",
+            k,
+            paper.get("eval_map_backend", "pycocotools"),
+            paper["eval_map_every_n_epochs"],
+        )
+    )
+    print(
+        f"training epoch: {TRAIN_IMAGES} images at {args.train_img_s:g} img/s = {epoch / 60:.1f} "
+        "min; validation per epoch (11,406 images):"
+    )
     print(f"  {'setting':<58} {'val loss':>9} {'val mAP':>9} {'overhead':>9}")
     last = 0.0
     for name, images, backend, every in rows:

@@ -51,8 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`aim up` with OUR_APP as the server's app; the server process must import fashionfail."""
     args = list(sys.argv[1:] if argv is None else argv)
     if "-h" in args or "--help" in args:  # answered without importing aim (over a second)
-        print(f"usage: fashionfail aim-up [options of aim up]\n{__doc__}\n"
-              "Options: those of `aim up` (see `aim up --help`): --host, --port, --repo, ...")
+        print(
+            f"usage: fashionfail aim-up [options of aim up]\n{__doc__}\n"
+            "Options: those of `aim up` (see `aim up --help`): --host, --port, --repo, ..."
+        )
         return 0
     from aim.cli.up import commands
 

@@ -9,13 +9,53 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 FASHIONPEDIA_NAMES: tuple[str, ...] = (
-    "shirt, blouse", "top, t-shirt, sweatshirt", "sweater", "cardigan", "jacket", "vest", "pants",
-    "shorts", "skirt", "coat", "dress", "jumpsuit", "cape", "glasses", "hat",
-    "headband, head covering, hair accessory", "tie", "glove", "watch", "belt", "leg warmer",
-    "tights, stockings", "sock", "shoe", "bag, wallet", "scarf", "umbrella", "hood", "collar",
-    "lapel", "epaulette", "sleeve", "pocket", "neckline", "buckle", "zipper", "applique", "bead",
-    "bow", "flower", "fringe", "ribbon", "rivet", "ruffle", "sequin", "tassel",
-)  # fmt: skip
+    "shirt, blouse",
+    "top, t-shirt, sweatshirt",
+    "sweater",
+    "cardigan",
+    "jacket",
+    "vest",
+    "pants",
+    "shorts",
+    "skirt",
+    "coat",
+    "dress",
+    "jumpsuit",
+    "cape",
+    "glasses",
+    "hat",
+    "headband, head covering, hair accessory",
+    "tie",
+    "glove",
+    "watch",
+    "belt",
+    "leg warmer",
+    "tights, stockings",
+    "sock",
+    "shoe",
+    "bag, wallet",
+    "scarf",
+    "umbrella",
+    "hood",
+    "collar",
+    "lapel",
+    "epaulette",
+    "sleeve",
+    "pocket",
+    "neckline",
+    "buckle",
+    "zipper",
+    "applique",
+    "bead",
+    "bow",
+    "flower",
+    "fringe",
+    "ribbon",
+    "rivet",
+    "ruffle",
+    "sequin",
+    "tassel",
+)
 NUM_FASHIONPEDIA = len(FASHIONPEDIA_NAMES)  # 46, ids 0..45
 
 # FashionFail keeps Fashionpedia ids 0..26 except these (FACTS.md).
@@ -36,10 +76,20 @@ _DATASET_IDS: dict[str, tuple[int, ...]] = {
 # Supercategory / level of the Fashionpedia taxonomy: ids 0-26 are whole garments and accessories,
 # 27-45 garment parts and decorations.
 _SUPERCATEGORIES = (
-    ["upperbody"] * 6 + ["lowerbody"] * 3 + ["upperbody"] + ["wholebody"] * 3
-    + ["head"] * 3 + ["neck"] + ["arms and hands"] * 2 + ["waist"] + ["legs and feet"] * 4
-    + ["others"] * 3 + ["garment parts"] * 7 + ["closures"] * 2 + ["decorations"] * 10
-)  # fmt: skip
+    ["upperbody"] * 6
+    + ["lowerbody"] * 3
+    + ["upperbody"]
+    + ["wholebody"] * 3
+    + ["head"] * 3
+    + ["neck"]
+    + ["arms and hands"] * 2
+    + ["waist"]
+    + ["legs and feet"] * 4
+    + ["others"] * 3
+    + ["garment parts"] * 7
+    + ["closures"] * 2
+    + ["decorations"] * 10
+)
 
 
 def fashionpedia_categories() -> list[dict]:

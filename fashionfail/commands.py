@@ -13,19 +13,37 @@ from collections.abc import Sequence
 
 # name -> (module, function, one-line description)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "predict": ("fashionfail.predict", "main",
-                "detect and segment the images of a folder with a trained checkpoint"),
-    "plots": ("fashionfail.plots", "main",
-              "the DVC plots (curves, per-class AP, overlays) as one offline HTML page"),
-    "aim-up": ("fashionfail.aim_ui", "main",
-               "`aim up` (same options), with the Aim project named after this one"),
-    "train-facere-base": ("fashionfail.compat", "train_facere_base",
-                          "the original project's Facere training command"),
-    "train-facere-plus": ("fashionfail.compat", "train_facere_plus",
-                          "the original project's Facere+ fine-tuning command"),
-    "make-fashionpedia": ("fashionfail.compat", "make_fashionpedia_main",
-                          "the original project's data preparation command"),
-}  # fmt: skip
+    "predict": (
+        "fashionfail.predict",
+        "main",
+        "detect and segment the images of a folder with a trained checkpoint",
+    ),
+    "plots": (
+        "fashionfail.plots",
+        "main",
+        "the DVC plots (curves, per-class AP, overlays) as one offline HTML page",
+    ),
+    "aim-up": (
+        "fashionfail.aim_ui",
+        "main",
+        "`aim up` (same options), with the Aim project named after this one",
+    ),
+    "train-facere-base": (
+        "fashionfail.compat",
+        "train_facere_base",
+        "the original project's Facere training command",
+    ),
+    "train-facere-plus": (
+        "fashionfail.compat",
+        "train_facere_plus",
+        "the original project's Facere+ fine-tuning command",
+    ),
+    "make-fashionpedia": (
+        "fashionfail.compat",
+        "make_fashionpedia_main",
+        "the original project's data preparation command",
+    ),
+}
 
 
 def usage() -> str:

@@ -172,18 +172,32 @@ def build_train_parser(description: str, plus: bool) -> argparse.ArgumentParser:
         "Any other pl.Trainer() argument is taken as --NAME VALUE or --NAME=VALUE (values read "
         "as YAML: 1, 0.5, true, null, [0, 1]), e.g. --gradient_clip_val 1 "
         "--accumulate_grad_batches 4; names are checked against pl.Trainer's signature (see "
-        "Lightning's Trainer docs). "
-        + ERRORS_EPILOG,
+        "Lightning's Trainer docs). " + ERRORS_EPILOG,
     )
-    ap.add_argument("--train_img_dir", "--train-img-dir", required=True, type=Path,
-                    help="folder of training images (~ is expanded)")  # fmt: skip
-    ap.add_argument("--val_img_dir", "--val-img-dir", required=True, type=Path,
-                    help="folder of validation images (for the Fashionpedia split: the same "
-                         "train folder)")  # fmt: skip
-    ap.add_argument("--train_ann", "--train-ann", required=True, type=Path,
-                    help="training annotations, COCO JSON")  # fmt: skip
-    ap.add_argument("--val_ann", "--val-ann", required=True, type=Path,
-                    help="validation annotations, COCO JSON")  # fmt: skip
+    ap.add_argument(
+        "--train_img_dir",
+        "--train-img-dir",
+        required=True,
+        type=Path,
+        help="folder of training images (~ is expanded)",
+    )
+    ap.add_argument(
+        "--val_img_dir",
+        "--val-img-dir",
+        required=True,
+        type=Path,
+        help="folder of validation images (for the Fashionpedia split: the same train folder)",
+    )
+    ap.add_argument(
+        "--train_ann",
+        "--train-ann",
+        required=True,
+        type=Path,
+        help="training annotations, COCO JSON",
+    )
+    ap.add_argument(
+        "--val_ann", "--val-ann", required=True, type=Path, help="validation annotations, COCO JSON"
+    )
     ap.add_argument("--batch_size", "--batch-size", type=int, help="images per batch")
     ap.add_argument("--shuffle", type=parse_bool, help="True or False")
     ap.add_argument("--accelerator", help="cpu, gpu or auto")
@@ -196,25 +210,51 @@ def build_train_parser(description: str, plus: bool) -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=float)
     ap.add_argument("--num_workers", "--num-workers", type=int)
     ap.add_argument("--arch", help="model architecture (see params.yaml)")
-    ap.add_argument("--experiment-name", "--experiment_name", dest="experiment_name",
-                    default="facere_plus" if plus else "facere_base",
-                    help="Aim experiment name; also names the output folder")  # fmt: skip
+    ap.add_argument(
+        "--experiment-name",
+        "--experiment_name",
+        dest="experiment_name",
+        default="facere_plus" if plus else "facere_base",
+        help="Aim experiment name; also names the output folder",
+    )
     if plus:
-        ap.add_argument("--pretrained_model_path", "--pretrained-model-path", required=True,
-                        help="Facere checkpoint to start from "
-                             "(honoured, never replaced)")  # fmt: skip
-    ap.add_argument("--params", default="params.yaml",
-                    help="params file whose section supplies "
-                         "the values not given here")  # fmt: skip
-    ap.add_argument("--save_dir", "--save-dir", type=Path, default=Path("saved_models"),
-                    help="checkpoints go to SAVE_DIR/EXPERIMENT/ and the best one is copied "
-                         "to SAVE_DIR/EXPERIMENT.ckpt (default: saved_models)")  # fmt: skip
+        ap.add_argument(
+            "--pretrained_model_path",
+            "--pretrained-model-path",
+            required=True,
+            help="Facere checkpoint to start from (honoured, never replaced)",
+        )
+    ap.add_argument(
+        "--params",
+        default="params.yaml",
+        help="params file whose section supplies the values not given here",
+    )
+    ap.add_argument(
+        "--save_dir",
+        "--save-dir",
+        type=Path,
+        default=Path("saved_models"),
+        help="checkpoints go to SAVE_DIR/EXPERIMENT/ and the best one is copied "
+        "to SAVE_DIR/EXPERIMENT.ckpt (default: saved_models)",
+    )
     add_debug_flag(ap)
     return ap
 
 
-_OVERRIDES = ("batch_size", "shuffle", "accelerator", "devices", "precision", "max_epochs",
-              "strategy", "num_nodes", "optimizer", "lr", "num_workers", "arch")  # fmt: skip
+_OVERRIDES = (
+    "batch_size",
+    "shuffle",
+    "accelerator",
+    "devices",
+    "precision",
+    "max_epochs",
+    "strategy",
+    "num_nodes",
+    "optimizer",
+    "lr",
+    "num_workers",
+    "arch",
+)
 
 
 def trainer_flags(ap: argparse.ArgumentParser, tokens: list[str]) -> dict[str, object]:
@@ -268,17 +308,24 @@ def train_main(section: str, description: str, plus: bool, argv: list[str] | Non
         # Trainer arguments that are fields of the section (deterministic, log_every_n_steps,
         # limit_train_batches) set the field; the others join its `trainer:` mapping.
         base.update({k: v for k, v in extra.items() if k in TRAINER_FIELDS})
-        base["trainer"] = {**base.get("trainer", {}),
-                           **{k: v for k, v in extra.items() if k not in TRAINER_FIELDS}}
+        base["trainer"] = {
+            **base.get("trainer", {}),
+            **{k: v for k, v in extra.items() if k not in TRAINER_FIELDS},
+        }
         if plus:
             base["weights"] = str(Path(args.pretrained_model_path).expanduser())
         cfg = parse_section(TrainConfig, base, f"{args.params}:{section} + command line")
         out = args.save_dir / args.experiment_name
         paths = TrainPaths(
-            args.train_ann.expanduser(), args.train_img_dir.expanduser(),
-            args.val_ann.expanduser(), args.val_img_dir.expanduser(),
-            out, out / "dvclive", Path("."), args.experiment_name,
-        )  # fmt: skip
+            args.train_ann.expanduser(),
+            args.train_img_dir.expanduser(),
+            args.val_ann.expanduser(),
+            args.val_img_dir.expanduser(),
+            out,
+            out / "dvclive",
+            Path("."),
+            args.experiment_name,
+        )
         summary = train(cfg, paths)
         if summary["best"]:
             final = args.save_dir / f"{args.experiment_name}.ckpt"

@@ -122,8 +122,14 @@ class RleEncodeConfig(_Section):
 
 
 # Every metric MaskRCNNModule logs (fashionfail/models/module.py), i.e. what `monitor` can name.
-_LOSSES = ("loss", "loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
-           "loss_rpn_box_reg")  # fmt: skip
+_LOSSES = (
+    "loss",
+    "loss_classifier",
+    "loss_box_reg",
+    "loss_mask",
+    "loss_objectness",
+    "loss_rpn_box_reg",
+)
 MAP_METRICS = ("mAP", "AP50", "AP75", "AR1", "AR100")
 LOGGED_METRICS = (
     *(f"val/{k}" for k in _LOSSES),
@@ -189,8 +195,15 @@ class TrainConfig(_Section):
         check_trainer_arguments(v)
         return v
 
-    @field_validator("max_epochs", "batch_size", "min_size", "max_size", "num_nodes",
-                     "log_every_n_steps", "val_batch_size")  # fmt: skip
+    @field_validator(
+        "max_epochs",
+        "batch_size",
+        "min_size",
+        "max_size",
+        "num_nodes",
+        "log_every_n_steps",
+        "val_batch_size",
+    )
     @classmethod
     def _at_least_one(cls, v: int) -> int:
         # max_epochs -1 would mean "forever" to Lightning: a run that never ends.
@@ -238,10 +251,19 @@ class TrainConfig(_Section):
 
 # pl.Trainer arguments that a TrainConfig field sets (set them there, so there is one place), and
 # those the training stage owns (its loggers, checkpoints and output folder).
-TRAINER_FIELDS = frozenset({
-    "accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs",
-    "deterministic", "limit_train_batches", "log_every_n_steps",
-})  # fmt: skip
+TRAINER_FIELDS = frozenset(
+    {
+        "accelerator",
+        "devices",
+        "strategy",
+        "num_nodes",
+        "precision",
+        "max_epochs",
+        "deterministic",
+        "limit_train_batches",
+        "log_every_n_steps",
+    }
+)
 TRAINER_OWNED = frozenset({"logger", "callbacks", "default_root_dir", "enable_checkpointing"})
 
 

@@ -150,17 +150,22 @@ def _records(
     boxes[:, 2:] -= boxes[:, :2]  # xyxy -> xywh
     records = []
     for box, score, category, rle in zip(
-        boxes.tolist(), output["scores"][keep].tolist(), categories[keep].tolist(), rles,
+        boxes.tolist(),
+        output["scores"][keep].tolist(),
+        categories[keep].tolist(),
+        rles,
         strict=True,
-    ):  # fmt: skip
-        records.append({
-            "image_id": item.image_id,
-            "file_name": item.path.name,
-            "category_id": category,
-            "bbox": [round(v, box_decimals) for v in box],
-            "score": score,
-            "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
-        })  # fmt: skip
+    ):
+        records.append(
+            {
+                "image_id": item.image_id,
+                "file_name": item.path.name,
+                "category_id": category,
+                "bbox": [round(v, box_decimals) for v in box],
+                "score": score,
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+            }
+        )
     return records
 
 
@@ -212,9 +217,12 @@ def predict(
     )
     allowed = None if keep_categories is None else torch.tensor(sorted(keep_categories))
     loader = DataLoader(
-        _Images(images), batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
+        _Images(images),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
         pin_memory=dev.type == "cuda",
-    )  # fmt: skip
+    )
     results: list[dict] = []
     with (
         torch.inference_mode(),
@@ -239,14 +247,18 @@ def predict(
             for (item, _), output in zip(batch, outputs, strict=True):
                 if stats is not None:
                     stats.below_threshold += int((output["scores"] < score_threshold).sum())
-                results.extend(_records(output, item, label_to_category, score_threshold, allowed,
-                                        box_decimals))  # fmt: skip
+                results.extend(
+                    _records(
+                        output, item, label_to_category, score_threshold, allowed, box_decimals
+                    )
+                )
             bar.update(len(batch))
     return results
 
 
 def load_model(
-    checkpoint: str | os.PathLike, expect_classes: str | None = None,
+    checkpoint: str | os.PathLike,
+    expect_classes: str | None = None,
     model_classes: str | None = None,
 ) -> tuple[torch.nn.Module | OnnxModel, LabelSpace]:
     """A checkpoint through `load_trained`, or a `.onnx` file as an `OnnxModel`; errors become
@@ -259,8 +271,9 @@ def load_model(
         if Path(checkpoint).suffix.lower() == ".onnx":
             model = OnnxModel(checkpoint, classes=model_classes)
             if expect_classes is not None and model.space.name != expect_classes:
-                raise ValueError(f"{checkpoint}: predicts {model.space.name} classes, "
-                                 f"expected {expect_classes}")  # fmt: skip
+                raise ValueError(
+                    f"{checkpoint}: predicts {model.space.name} classes, expected {expect_classes}"
+                )
             return model, model.space
         return load_trained(checkpoint, expect_classes=expect_classes)
     except (ValueError, FileNotFoundError, KeyError) as e:

@@ -52,9 +52,13 @@ class _PublishedInterface(nn.Module):
 
 
 def export_onnx(
-    model: nn.Module, space: LabelSpace, out: str | os.PathLike, *,
-    opset: int = DEFAULT_OPSET, sample_size: tuple[int, int] = (480, 640),
-) -> float:  # fmt: skip
+    model: nn.Module,
+    space: LabelSpace,
+    out: str | os.PathLike,
+    *,
+    opset: int = DEFAULT_OPSET,
+    sample_size: tuple[int, int] = (480, 640),
+) -> float:
     """Write `model` (eval mode, CPU) to `out` with the published interface; returns seconds.
 
     `sample_size` (H, W) is the traced example's size; any other size works at run time.
@@ -65,9 +69,13 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     sample = torch.rand(1, 3, *sample_size, generator=torch.Generator().manual_seed(0))
-    dynamic = {INPUT_NAME: {2: "height", 3: "width"}, "boxes": {0: "detections"},
-               "labels": {0: "detections"}, "scores": {0: "detections"},
-               "masks": {0: "detections", 2: "height", 3: "width"}}  # fmt: skip
+    dynamic = {
+        INPUT_NAME: {2: "height", 3: "width"},
+        "boxes": {0: "detections"},
+        "labels": {0: "detections"},
+        "scores": {0: "detections"},
+        "masks": {0: "detections", 2: "height", 3: "width"},
+    }
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -76,10 +84,15 @@ def export_onnx(
         with warnings.catch_warnings():  # tracer warnings about torchvision's python branches
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _PublishedInterface(model).eval(), (sample,), str(tmp), dynamo=False,
-                opset_version=opset, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                _PublishedInterface(model).eval(),
+                (sample,),
+                str(tmp),
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
                 dynamic_axes=dynamic,
-            )  # fmt: skip
+            )
         seconds = time.perf_counter() - start
         proto = onnx.load(str(tmp))
         entry = proto.metadata_props.add()
@@ -93,8 +106,9 @@ def export_onnx(
     return seconds
 
 
-def verify(model: nn.Module, onnx_path: str | os.PathLike, sizes: Sequence[tuple[int, int]],
-           seed: int = 0) -> list[dict]:  # fmt: skip
+def verify(
+    model: nn.Module, onnx_path: str | os.PathLike, sizes: Sequence[tuple[int, int]], seed: int = 0
+) -> list[dict]:
     """onnxruntime vs PyTorch on random images of `sizes`: one `compare_detections` per image."""
     runtime = OnnxModel(onnx_path)
     generator = torch.Generator().manual_seed(seed)
@@ -107,9 +121,13 @@ def verify(model: nn.Module, onnx_path: str | os.PathLike, sizes: Sequence[tuple
 
 
 def export_checkpoint(
-    checkpoint: str | os.PathLike, out: str | os.PathLike, *, classes: str | None = None,
-    opset: int = DEFAULT_OPSET, verify_images: int = 0,
-) -> dict:  # fmt: skip
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    classes: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    verify_images: int = 0,
+) -> dict:
     """Load our checkpoint (its label space must be `classes` if given), export, verify."""
     model, space = load_trained(checkpoint, expect_classes=classes)
     size = model.transform.min_size[0]
@@ -130,11 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--checkpoint", type=Path, required=True, help="Lightning checkpoint of this project")
     add("--out", type=Path, required=True, help="ONNX file to write (replaced)")
-    add("--classes", choices=("fashionpedia", "fashionfail"),
-        help="fail unless the checkpoint predicts this label space")  # fmt: skip
+    add(
+        "--classes",
+        choices=("fashionpedia", "fashionfail"),
+        help="fail unless the checkpoint predicts this label space",
+    )
     add("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    add("--verify", type=int, default=0, metavar="N",
-        help="compare onnxruntime with PyTorch on N random images, print the differences")
+    add(
+        "--verify",
+        type=int,
+        default=0,
+        metavar="N",
+        help="compare onnxruntime with PyTorch on N random images, print the differences",
+    )
     return parser
 
 
@@ -145,19 +171,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         try:
-            report = export_checkpoint(args.checkpoint, args.out, classes=args.classes,
-                                       opset=args.opset, verify_images=args.verify)  # fmt: skip
+            report = export_checkpoint(
+                args.checkpoint,
+                args.out,
+                classes=args.classes,
+                opset=args.opset,
+                verify_images=args.verify,
+            )
         except (ValueError, FileNotFoundError) as e:
             raise DataError(e.args[0] if e.args else str(e)) from None
     except USER_ERRORS as e:
         return error_exit(e)
-    print(f"wrote {args.out} ({report['classes']} classes) in {report['export_s']:.1f} s",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"wrote {args.out} ({report['classes']} classes) in {report['export_s']:.1f} s",
+        file=sys.stderr,
+    )
     for k, r in enumerate(report["parity"]):
-        print(f"parity image {k}: {r['matched']}/{r['expected']} detections matched "
-              f"({r['actual']} from onnxruntime), max box diff {r['max_box_diff_px']:.2e} px, "
-              f"max score diff {r['max_score_diff']:.2e}, min mask IoU {r['min_mask_iou']:.4f}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"parity image {k}: {r['matched']}/{r['expected']} detections matched "
+            f"({r['actual']} from onnxruntime), max box diff {r['max_box_diff_px']:.2e} px, "
+            f"max score diff {r['max_score_diff']:.2e}, min mask IoU {r['min_mask_iou']:.4f}",
+            file=sys.stderr,
+        )
     return 0
 
 

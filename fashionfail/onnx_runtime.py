@@ -22,8 +22,12 @@ from fashionfail.categories import LabelSpace
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("boxes", "labels", "scores", "masks")
 # (element type, rank) of each output, in order.
-_OUTPUT_TYPES = (("tensor(float)", 2), ("tensor(int64)", 1), ("tensor(float)", 1),
-                 ("tensor(float)", 4))  # fmt: skip
+_OUTPUT_TYPES = (
+    ("tensor(float)", 2),
+    ("tensor(int64)", 1),
+    ("tensor(float)", 1),
+    ("tensor(float)", 4),
+)
 CLASSES_KEY = "fashionfail.classes"  # metadata our exporter writes: the label space's name
 
 
@@ -53,8 +57,10 @@ def _dim_is(dim: object, value: int) -> bool:
 def check_interface(session, path: Path) -> str:
     """The input's name if `session` has the published interface, else OnnxInterfaceError."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    got = (f"inputs {[(i.name, i.type, i.shape) for i in inputs]}, "
-           f"outputs {[(o.name, o.type, o.shape) for o in outputs]}")  # fmt: skip
+    got = (
+        f"inputs {[(i.name, i.type, i.shape) for i in inputs]}, "
+        f"outputs {[(o.name, o.type, o.shape) for o in outputs]}"
+    )
     inp = inputs[0] if len(inputs) == 1 else None
     ok = (
         inp is not None
@@ -63,9 +69,11 @@ def check_interface(session, path: Path) -> str:
         and _dim_is(inp.shape[0], 1)
         and _dim_is(inp.shape[1], 3)
         and len(outputs) == len(_OUTPUT_TYPES)
-        and all(o.type == t and len(o.shape) == r
-                for o, (t, r) in zip(outputs, _OUTPUT_TYPES, strict=True))
-    )  # fmt: skip
+        and all(
+            o.type == t and len(o.shape) == r
+            for o, (t, r) in zip(outputs, _OUTPUT_TYPES, strict=True)
+        )
+    )
     if not ok:
         raise OnnxInterfaceError(
             f"{path}: expected input (1, 3, H, W) float and outputs boxes (N, 4) float, "
@@ -81,8 +89,9 @@ class OnnxModel:
     metadata, the published ones do not (then it must be given). Runs on the CPU.
     """
 
-    def __init__(self, path: str | os.PathLike, classes: str | None = None,
-                 threads: int | None = None):  # fmt: skip
+    def __init__(
+        self, path: str | os.PathLike, classes: str | None = None, threads: int | None = None
+    ):
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: ONNX file not found")
@@ -126,8 +135,12 @@ class OnnxModel:
                 f"{self.path}: returned label {int(labels.max())}, outside 1..{k} of the "
                 f"{self.space.name} classes (wrong label space?)"
             )
-        return {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels),
-                "scores": torch.from_numpy(scores), "masks": torch.from_numpy(masks)}  # fmt: skip
+        return {
+            "boxes": torch.from_numpy(boxes),
+            "labels": torch.from_numpy(labels),
+            "scores": torch.from_numpy(scores),
+            "masks": torch.from_numpy(masks),
+        }
 
 
 def compare_detections(
@@ -158,6 +171,12 @@ def compare_detections(
         a, b = actual["masks"][j, 0] > 0.5, expected["masks"][i, 0] > 0.5
         union = int((a | b).sum())
         mask_iou = min(mask_iou, int((a & b).sum()) / union if union else 1.0)
-    return {"expected": len(expected["labels"]), "actual": len(actual["labels"]),
-            "matched": len(pairs), "max_box_diff_px": box_diff, "max_score_diff": score_diff,
-            "min_mask_iou": mask_iou, "max_mask_prob_diff": prob_diff}  # fmt: skip
+    return {
+        "expected": len(expected["labels"]),
+        "actual": len(actual["labels"]),
+        "matched": len(pairs),
+        "max_box_diff_px": box_diff,
+        "max_score_diff": score_diff,
+        "min_mask_iou": mask_iou,
+        "max_mask_prob_diff": prob_diff,
+    }

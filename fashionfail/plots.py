@@ -83,8 +83,12 @@ def render_page(plots: dict, title: str = "fashionfail plots") -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__)
     ap.add_argument("revisions", nargs="*", help="git revisions or experiment names to compare")
-    ap.add_argument("--out", type=Path, default=Path("dvc_plots/offline.html"),
-                    help="output page (default: %(default)s)")  # fmt: skip
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path("dvc_plots/offline.html"),
+        help="output page (default: %(default)s)",
+    )
     args = ap.parse_args(argv)
     try:
         with tempfile.TemporaryDirectory() as images:  # DVC's image copies; embedded, then gone

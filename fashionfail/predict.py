@@ -74,9 +74,15 @@ def run(
     items = [ImageItem(i, p) for i, p in enumerate(paths)]
     stats = PredictStats(skip_unreadable=skip_unreadable)
     records = predict(
-        model, space, items, batch_size=batch_size, device=device,
-        score_threshold=score_threshold, num_workers=num_workers, stats=stats,
-    )  # fmt: skip
+        model,
+        space,
+        items,
+        batch_size=batch_size,
+        device=device,
+        score_threshold=score_threshold,
+        num_workers=num_workers,
+        stats=stats,
+    )
     skipped = {path for path, _ in stats.skipped}
     items = [item for item in items if item.path not in skipped]
     with contextlib.ExitStack() as stack:
@@ -86,8 +92,12 @@ def run(
             names = space.names()
             for item in tqdm(items, unit="img", desc="overlays"):
                 image = read_image(item.path)
-                drawn = draw_detections(image, by_image.get(item.image_id, []), names,
-                                        empty_note=f"no detections >= {score_threshold:g}")
+                drawn = draw_detections(
+                    image,
+                    by_image.get(item.image_id, []),
+                    names,
+                    empty_note=f"no detections >= {score_threshold:g}",
+                )
                 save_png(drawn, tmp / f"{item.path.stem}.png")
         if skip_unreadable:
             report = [{"file": str(path), "error": error} for path, error in stats.skipped]
@@ -137,12 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_debug_flag(parser)
     add = parser.add_argument
     add("--images", type=Path, required=True, help="folder of images (not recursive)")
-    add("--model", "--checkpoint", dest="checkpoint", type=Path, required=True,
+    add(
+        "--model",
+        "--checkpoint",
+        dest="checkpoint",
+        type=Path,
+        required=True,
         help="Lightning checkpoint of this project, or an ONNX file with the published "
-        "interface (ours from export-onnx, or the paper's facere_base.onnx / facere_plus.onnx)")
-    add("--model-classes", choices=("fashionpedia", "fashionfail"),
+        "interface (ours from export-onnx, or the paper's facere_base.onnx / facere_plus.onnx)",
+    )
+    add(
+        "--model-classes",
+        choices=("fashionpedia", "fashionfail"),
         help="label space of an ONNX file that does not record it (the published ones: "
-        "fashionpedia for facere_base.onnx, fashionfail for facere_plus.onnx)")
+        "fashionpedia for facere_base.onnx, fashionfail for facere_plus.onnx)",
+    )
     add("--out", type=Path, required=True, help="results JSON file to write")
     add(
         "--overlays",
@@ -172,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"skip images that cannot be decoded instead of failing (exit {EXIT_SKIPPED} if any)",
     )
-    return parser  # fmt: skip
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,17 +200,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The rules of these values live in PredictConfig (shared with the evaluate section).
         opts = parse_section(
             PredictConfig,
-            {"batch_size": args.batch_size, "num_workers": args.workers, "device": args.device,
-             "score_threshold": args.score_threshold},
+            {
+                "batch_size": args.batch_size,
+                "num_workers": args.workers,
+                "device": args.device,
+                "score_threshold": args.score_threshold,
+            },
             "command line",
-        )  # fmt: skip
+        )
         records, stats = run(
-            args.images, args.checkpoint, args.out, overlays=args.overlays,
-            batch_size=opts.batch_size, device=opts.device,
-            score_threshold=opts.score_threshold, num_workers=opts.num_workers,
+            args.images,
+            args.checkpoint,
+            args.out,
+            overlays=args.overlays,
+            batch_size=opts.batch_size,
+            device=opts.device,
+            score_threshold=opts.score_threshold,
+            num_workers=opts.num_workers,
             skip_unreadable=args.skip_unreadable,
             model_classes=args.model_classes,
-        )  # fmt: skip
+        )
     except USER_ERRORS as e:
         return error_exit(e)
     for _, error in stats.skipped:

@@ -40,8 +40,9 @@ def _source(args, cfg: EvaluateConfig) -> tuple[Path | None, PredictionFormat | 
         if args.checkpoint or args.onnx:
             raise DataError("--predictions scores a file, not a model: drop --checkpoint/--onnx")
         preset = PRESETS[args.preset or "coco"]
-        return None, PredictionFormat(args.box_order or preset.box_order,
-                                      args.class_ids or preset.class_ids)  # fmt: skip
+        return None, PredictionFormat(
+            args.box_order or preset.box_order, args.class_ids or preset.class_ids
+        )
     if args.preset or args.box_order or args.class_ids:
         raise DataError("--preset, --box-order and --class-ids describe a --predictions file")
     if args.checkpoint and args.onnx:
@@ -63,58 +64,88 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gt", required=True, type=Path, help="ground truth (COCO JSON)")
     ap.add_argument("--images", required=True, type=Path, help="folder of the GT's images")
     ap.add_argument("--checkpoint", type=Path, help="Lightning checkpoint, or any .onnx model")
-    ap.add_argument("--onnx", type=Path,
-                    help="ONNX model (the published interface); with --checkpoint too, params "
-                    "evaluate.model picks which one is scored")  # fmt: skip
-    ap.add_argument("--model-classes", choices=LABEL_SPACES,
-                    help="label space of an ONNX file that does not record it (the published "
-                    "facere_base.onnx: fashionpedia, facere_plus.onnx: fashionfail)")  # fmt: skip
-    ap.add_argument("--predictions", type=Path,
-                    help="score a prediction file (.npy/.npz records or COCO results .json) "
-                    "instead of a model")  # fmt: skip
-    ap.add_argument("--preset", choices=sorted(PRESETS),
-                    help="box order and class ids of a known baseline's prediction files "
-                    "(default: coco, i.e. xywh and Fashionpedia ids)")  # fmt: skip
-    ap.add_argument("--box-order", choices=BOX_ORDERS, help="boxes in the prediction file")
-    ap.add_argument("--class-ids", choices=CLASS_IDS,
-                    help="class ids in the prediction file: Fashionpedia ids 0..45, model labels "
-                    "1..46 (fashionpedia_label) or 1..22 (fashionfail_label)")  # fmt: skip
     ap.add_argument(
-        "--classes", required=True, choices=LABEL_SPACES,
+        "--onnx",
+        type=Path,
+        help="ONNX model (the published interface); with --checkpoint too, params "
+        "evaluate.model picks which one is scored",
+    )
+    ap.add_argument(
+        "--model-classes",
+        choices=LABEL_SPACES,
+        help="label space of an ONNX file that does not record it (the published "
+        "facere_base.onnx: fashionpedia, facere_plus.onnx: fashionfail)",
+    )
+    ap.add_argument(
+        "--predictions",
+        type=Path,
+        help="score a prediction file (.npy/.npz records or COCO results .json) instead of a model",
+    )
+    ap.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="box order and class ids of a known baseline's prediction files "
+        "(default: coco, i.e. xywh and Fashionpedia ids)",
+    )
+    ap.add_argument("--box-order", choices=BOX_ORDERS, help="boxes in the prediction file")
+    ap.add_argument(
+        "--class-ids",
+        choices=CLASS_IDS,
+        help="class ids in the prediction file: Fashionpedia ids 0..45, model labels "
+        "1..46 (fashionpedia_label) or 1..22 (fashionfail_label)",
+    )
+    ap.add_argument(
+        "--classes",
+        required=True,
+        choices=LABEL_SPACES,
         help="evaluated classes; fashionfail drops a 46-class model's other predictions",
-    )  # fmt: skip
+    )
     ap.add_argument("--out", required=True, type=Path, help="output folder (replaced)")
-    ap.add_argument("--aim-repo", default=default_aim_repo(), type=Path,
-                    help="folder of the .aim repository (default: $DVC_ROOT, the project "
-                         "root, when run by DVC, also for queued/--temp experiments; else .)",
-                    )  # fmt: skip
+    ap.add_argument(
+        "--aim-repo",
+        default=default_aim_repo(),
+        type=Path,
+        help="folder of the .aim repository (default: $DVC_ROOT, the project "
+        "root, when run by DVC, also for queued/--temp experiments; else .)",
+    )
     ap.add_argument("--no-aim", action="store_true", help="do not log to Aim")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument(
-        "--summary-key", default="", metavar="KEY",
+        "--summary-key",
+        default="",
+        metavar="KEY",
         help="also write OUT/summary.json = {KEY_box: mAP_w, KEY_mask: mAP_w}, the short "
         "columns `dvc exp show` leads with (e.g. fp, ff, plus_ff)",
-    )  # fmt: skip
+    )
     args = ap.parse_args(argv)
     try:
         cfg = load_section("evaluate", args.params, EvaluateConfig)
         model, fmt = _source(args, cfg)
         metrics = evaluate(
-            name=args.name, gt_path=args.gt, images_dir=args.images, checkpoint=model,
-            classes=args.classes, out_dir=args.out, cfg=cfg,
-            aim_repo=None if args.no_aim else args.aim_repo, progress=not args.no_progress,
-            model_classes=args.model_classes, predictions=args.predictions,
+            name=args.name,
+            gt_path=args.gt,
+            images_dir=args.images,
+            checkpoint=model,
+            classes=args.classes,
+            out_dir=args.out,
+            cfg=cfg,
+            aim_repo=None if args.no_aim else args.aim_repo,
+            progress=not args.no_progress,
+            model_classes=args.model_classes,
+            predictions=args.predictions,
             prediction_format=fmt,
-        )  # fmt: skip
+        )
     except USER_ERRORS as e:
         return error_exit(e)
     if args.summary_key:
         dump_json(summary(metrics, args.summary_key), args.out / "summary.json", indent=True)
     for iou_type in ("bbox", "segm"):
         m = metrics[iou_type]
-        print(f"{args.name} {iou_type}: AP {m['AP']:.3f}  mAP_w {m['mAP_w']:.3f}  "
-              f"mAP_w50 {m['mAP_w50']:.3f}  mAR_w100 {m['mAR_w100']:.3f}  "
-              f"mAP {m['mAP_plain']:.3f}  mAR {m['mAR_plain']:.3f}")  # fmt: skip
+        print(
+            f"{args.name} {iou_type}: AP {m['AP']:.3f}  mAP_w {m['mAP_w']:.3f}  "
+            f"mAP_w50 {m['mAP_w50']:.3f}  mAR_w100 {m['mAR_w100']:.3f}  "
+            f"mAP {m['mAP_plain']:.3f}  mAR {m['mAR_plain']:.3f}"
+        )
     return 0
 
 

@@ -23,18 +23,32 @@ def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__)
     ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     ap.add_argument("--checkpoint", required=True, type=Path, help="Lightning checkpoint")
-    ap.add_argument("--classes", required=True, choices=("fashionpedia", "fashionfail"),
-                    help="label space the checkpoint must predict")  # fmt: skip
+    ap.add_argument(
+        "--classes",
+        required=True,
+        choices=("fashionpedia", "fashionfail"),
+        help="label space the checkpoint must predict",
+    )
     ap.add_argument("--out", required=True, type=Path, help="ONNX file to write (replaced)")
     args = ap.parse_args(argv)
     try:
         cfg = load_section("export_onnx", args.params, ExportOnnxConfig)
     except USER_ERRORS as e:
         return error_exit(e)
-    return export_main([
-        "--checkpoint", str(args.checkpoint), "--classes", args.classes, "--out", str(args.out),
-        "--opset", str(cfg.opset), "--verify", str(cfg.verify_images),
-    ])  # fmt: skip
+    return export_main(
+        [
+            "--checkpoint",
+            str(args.checkpoint),
+            "--classes",
+            args.classes,
+            "--out",
+            str(args.out),
+            "--opset",
+            str(cfg.opset),
+            "--verify",
+            str(cfg.verify_images),
+        ]
+    )
 
 
 if __name__ == "__main__":

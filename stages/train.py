@@ -58,9 +58,17 @@ def main(argv: list[str] | None = None) -> int:
 
     def job() -> int:
         cfg = load_section(args.section, args.params, TrainConfig)
-        paths = TrainPaths(args.train_ann, args.train_img_dir, args.val_ann, args.val_img_dir,
-                           args.out_dir, args.live_dir, args.aim_repo, args.name,
-                           args.summary_key)  # fmt: skip
+        paths = TrainPaths(
+            args.train_ann,
+            args.train_img_dir,
+            args.val_ann,
+            args.val_img_dir,
+            args.out_dir,
+            args.live_dir,
+            args.aim_repo,
+            args.name,
+            args.summary_key,
+        )
         summary = train(cfg, paths)
         print(
             f"best checkpoint: {summary['best']} ({summary['monitor']} = {summary['best_score']})"

@@ -23,8 +23,15 @@ def dvc_env() -> dict[str, str]:
 
 def run(cmd, cwd, check=True, timeout=900) -> str:
     """Run a command (list, or str for the shell); stdout + stderr; AssertionError if it fails."""
-    proc = subprocess.run(cmd, cwd=cwd, env=dvc_env(), capture_output=True, text=True,
-                          timeout=timeout, shell=isinstance(cmd, str))  # fmt: skip
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=dvc_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        shell=isinstance(cmd, str),
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

@@ -242,8 +242,7 @@ class FakeOfficial(FaultServer):
                 # big enough that a drop after a few hundred bytes is mid-file
                 # COCO keys: the downloader checks them (content validation).
                 ANN_TRAIN: json.dumps(
-                    {"images": [{"id": i} for i in range(300)], "annotations": [],
-                     "categories": []}
+                    {"images": [{"id": i} for i in range(300)], "annotations": [], "categories": []}
                 ).encode(),
                 ANN_VAL: json.dumps(
                     {"images": [{"id": 1}], "annotations": [], "categories": []}

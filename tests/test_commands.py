@@ -16,8 +16,10 @@ import pytest
 from fashionfail.commands import COMMANDS, main
 
 REPO = Path(__file__).resolve().parents[1]
-REPO_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
-    p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}  # fmt: skip
+REPO_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+}
 
 
 def test_usage_lists_every_command(capsys):
@@ -37,8 +39,9 @@ def test_every_command_help_without_torch(name):
         "heavy = sorted(m for m in ('torch', 'pytorch_lightning', 'torchvision') "
         "if m in sys.modules)\nprint('HEAVY', heavy)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env=REPO_ENV)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=REPO_ENV
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: ") and "HEAVY []" in proc.stdout, proc.stdout
 
@@ -58,11 +61,25 @@ def test_aim_up_names_the_project_after_the_repository(tmp_path):
     Repo.from_path(str(project), init=True)
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fashionfail", "aim-up", "--host", "127.0.0.1", "--port",
-         str(port), "--workers", "1", "--yes"],
-        cwd=project, env=REPO_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "fashionfail",
+            "aim-up",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--yes",
+        ],
+        cwd=project,
+        env=REPO_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         deadline, reply = time.time() + 120, None
         while time.time() < deadline and proc.poll() is None and reply is None:

@@ -51,18 +51,38 @@ def test_no_command_line_parsing_in_the_library_packages() -> None:
 def test_shim_help_from_another_folder(shim: str, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO / shim), "--help"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"usage: {Path(shim).name}")
 
 
 def test_original_flags_parse() -> None:
     args = build_train_parser("x", plus=True).parse_args(
-        ["--train_img_dir", "a", "--val-img-dir", "b", "--train_ann", "c.json", "--val_ann",
-         "d.json", "--shuffle", "False", "--devices", "2", "--precision", "16",
-         "--experiment-name", "run", "--pretrained_model_path", "f.ckpt"]
-    )  # fmt: skip
+        [
+            "--train_img_dir",
+            "a",
+            "--val-img-dir",
+            "b",
+            "--train_ann",
+            "c.json",
+            "--val_ann",
+            "d.json",
+            "--shuffle",
+            "False",
+            "--devices",
+            "2",
+            "--precision",
+            "16",
+            "--experiment-name",
+            "run",
+            "--pretrained_model_path",
+            "f.ckpt",
+        ]
+    )
     assert args.shuffle is False and args.devices == 2 and args.precision == "16"
     assert (args.experiment_name, args.pretrained_model_path) == ("run", "f.ckpt")
     assert args.save_dir == Path("saved_models")
@@ -86,17 +106,35 @@ def test_every_pl_trainer_argument_is_a_flag(capsys: pytest.CaptureFixture) -> N
     from fashionfail.compat import trainer_flags
 
     ap = build_train_parser("x", plus=False)
-    tokens = ["--gradient_clip_val", "1", "--accumulate-grad-batches=4", "--detect_anomaly",
-              "true", "--deterministic", "True", "--val_check_interval", "0.5",
-              "--gradient_clip_algorithm", "value", "--plugins", "null"]  # fmt: skip
+    tokens = [
+        "--gradient_clip_val",
+        "1",
+        "--accumulate-grad-batches=4",
+        "--detect_anomaly",
+        "true",
+        "--deterministic",
+        "True",
+        "--val_check_interval",
+        "0.5",
+        "--gradient_clip_algorithm",
+        "value",
+        "--plugins",
+        "null",
+    ]
     assert trainer_flags(ap, tokens) == {
-        "gradient_clip_val": 1, "accumulate_grad_batches": 4, "detect_anomaly": True,
-        "deterministic": True, "val_check_interval": 0.5, "gradient_clip_algorithm": "value",
+        "gradient_clip_val": 1,
+        "accumulate_grad_batches": 4,
+        "detect_anomaly": True,
+        "deterministic": True,
+        "val_check_interval": 0.5,
+        "gradient_clip_algorithm": "value",
         "plugins": None,
-    }  # fmt: skip
-    for bad, hint in [(["--gradient_clip", "1"], "did you mean --gradient_clip_val?"),
-                      (["--batchsize", "2"], "did you mean --batch_size?"),
-                      (["--detect_anomaly"], "--detect_anomaly needs a value")]:  # fmt: skip
+    }
+    for bad, hint in [
+        (["--gradient_clip", "1"], "did you mean --gradient_clip_val?"),
+        (["--batchsize", "2"], "did you mean --batch_size?"),
+        (["--detect_anomaly"], "--detect_anomaly needs a value"),
+    ]:
         with pytest.raises(SystemExit) as e:
             trainer_flags(ap, bad)
         assert e.value.code == 2 and hint in capsys.readouterr().err

@@ -118,9 +118,16 @@ def test_rle_encode_drops_unknown_image_by_default(tmp_path: Path, tiny_coco: di
 def test_split_rejects_bad_fraction(tiny_coco_path: Path, tmp_path: Path) -> None:
     params = _params_with(tmp_path, "split", val_fraction=1.5)
     proc = _run(
-        SPLIT, "--params", params, "--ann", tiny_coco_path,
-        "--train-out", tmp_path / "a.json", "--val-out", tmp_path / "b.json",
-    )  # fmt: skip
+        SPLIT,
+        "--params",
+        params,
+        "--ann",
+        tiny_coco_path,
+        "--train-out",
+        tmp_path / "a.json",
+        "--val-out",
+        tmp_path / "b.json",
+    )
     assert proc.returncode == 1 and f"{params}:split.val_fraction" in proc.stderr
     assert not (tmp_path / "a.json").exists()
 
@@ -148,9 +155,16 @@ def test_split_uses_the_params_section(tiny_coco_path: Path, tmp_path: Path) -> 
         params = _params_with(tmp_path, "split", val_fraction=fraction)
         out = tmp_path / str(fraction)
         proc = _run(
-            SPLIT, "--params", params, "--ann", tiny_coco_path,
-            "--train-out", out / "a.json", "--val-out", out / "b.json",
-        )  # fmt: skip
+            SPLIT,
+            "--params",
+            params,
+            "--ann",
+            tiny_coco_path,
+            "--train-out",
+            out / "a.json",
+            "--val-out",
+            out / "b.json",
+        )
         assert proc.returncode == 0, proc.stderr
         counts[fraction] = len(load_json(out / "b.json")["images"])
     assert counts[0.5] > counts[0.25]

@@ -87,17 +87,26 @@ def test_experiments_show_params_and_metrics(project):
     assert "lower-lr" in show and "finetune_facere_plus.lr" in show
     assert "val.loss" in show  # dvclive metrics reach `dvc exp show` via top-level metrics:
     # The README's table (make exps) fits 160 columns and leads with the numbers to compare.
-    table = _run(r"COLUMNS=160 dvc exp show --no-pager --only-changed --drop 'Created|.*/' "
-                 r"--keep '(plus_)?(fp|ff|best)_'", project)  # fmt: skip
+    table = _run(
+        r"COLUMNS=160 dvc exp show --no-pager --only-changed --drop 'Created|.*/' "
+        r"--keep '(plus_)?(fp|ff|best)_'",
+        project,
+    )
     print(table)
     lines = table.splitlines()
     assert max(len(line) for line in lines) <= 160 and "…" not in table, table
     header = lines[1].split()
     assert header[0] == "Experiment", header
     assert header[1:9] == [
-        "fp_box", "fp_mask", "ff_box", "ff_mask", "plus_ff_box", "plus_ff_mask", "best_loss",
+        "fp_box",
+        "fp_mask",
+        "ff_box",
+        "ff_mask",
+        "plus_ff_box",
+        "plus_ff_mask",
+        "best_loss",
         "plus_best_loss",
-    ]  # fmt: skip
+    ]
     assert "finetune_facere_plus.lr" in header and "lower-lr" in table
     assert not any(":" in h or "/" in h for h in header)  # no detail metric (file:name), no dep
     exp_diff = _run(["dvc", "exp", "diff", "HEAD", "lower-lr", "--md"], project)
@@ -113,9 +122,14 @@ def test_killed_dvc_repro_resumes_training_on_the_next_repro(project):
     _set_param(project, "train_facere", "max_epochs", 12)
     env = dvc_env()
     started = time.time()
-    proc = subprocess.Popen(["dvc", "repro", "train-facere"], cwd=project, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        ["dvc", "repro", "train-facere"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     last = project / "models/facere/last.ckpt"
 
     def written_by_this_run() -> bool:  # earlier tests may have left a last.ckpt behind

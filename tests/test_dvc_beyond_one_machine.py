@@ -51,8 +51,11 @@ def s3(project: Path):
         for var, value in CREDENTIALS.items():
             mp.setenv(var, value)
         proxy = FlakyProxy(url)
-        run(f"dvc remote add -d storage s3://{BUCKET}/dvc && "
-            f"dvc remote modify storage endpointurl {proxy.url}", project)  # fmt: skip
+        run(
+            f"dvc remote add -d storage s3://{BUCKET}/dvc && "
+            f"dvc remote modify storage endpointurl {proxy.url}",
+            project,
+        )
         _commit(project, "DVC remote")
         run("git push -q origin main", project)
         try:
@@ -87,8 +90,13 @@ def test_remote_push_then_a_fresh_clone_pulls_every_output(project, s3, tmp_path
     pushed = run(["dvc", "push"], project)
     assert re.search(r"\d+ files? pushed", pushed), pushed
     outputs = _cached_outputs(project)
-    assert {"models/facere", "models/facere_plus", "data/raw/fashionpedia",
-            "data/prepared/fp_train_rle.json", "eval/facere_ff/predictions.json"} <= set(outputs)
+    assert {
+        "models/facere",
+        "models/facere_plus",
+        "data/raw/fashionpedia",
+        "data/prepared/fp_train_rle.json",
+        "eval/facere_ff/predictions.json",
+    } <= set(outputs)
 
     clone = _clone(project, tmp_path / "clone")
     assert not (clone / "models/facere").exists()  # git has no cached output, only DVC does
@@ -108,8 +116,10 @@ def test_remote_push_then_a_fresh_clone_pulls_every_output(project, s3, tmp_path
 def queued(project: Path) -> dict[str, str]:
     """Two experiments queued with -S, run by `dvc queue start -j 2`; {name: its queue log}."""
     for name, lr in QUEUED.items():
-        run(["dvc", "exp", "run", "--queue", "-S", f"finetune_facere_plus.lr={lr}", "-n", name],
-            project)  # fmt: skip
+        run(
+            ["dvc", "exp", "run", "--queue", "-S", f"finetune_facere_plus.lr={lr}", "-n", name],
+            project,
+        )
     run(["dvc", "queue", "start", "-j", "2"], project)
     try:
         deadline = time.time() + 900
@@ -133,8 +143,11 @@ def test_queue_two_parallel_experiments_keep_their_aim_runs(project, queued):
         ran = _ran(log)  # Facere+ and what depends on it, not the data or Facere's training
         assert {"finetune-facere-plus", "evaluate@facere_plus_ff"} <= set(ran), log
         assert not {"download", "split", "rle-encode", "train-facere"} & set(ran), log
-        bad = [line for line in log.splitlines()
-               if re.search(r"(?i)lock|corrupt", line) and "dvc.lock" not in line]  # fmt: skip
+        bad = [
+            line
+            for line in log.splitlines()
+            if re.search(r"(?i)lock|corrupt", line) and "dvc.lock" not in line
+        ]
         assert not bad, name
 
     runs = aim_runs(project)  # the project's Aim repo, not the deleted temp copies'
@@ -146,8 +159,11 @@ def test_queue_two_parallel_experiments_keep_their_aim_runs(project, queued):
     assert "train-facere" in runs and "finetune-facere-plus" in runs  # the baseline's, kept
 
     show = run(["dvc", "exp", "show", "--no-pager", "--md"], project)
-    table = [[cell.strip() for cell in line.strip("|").split("|")]
-             for line in show.splitlines() if line.startswith("|")]  # fmt: skip
+    table = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in show.splitlines()
+        if line.startswith("|")
+    ]
     header, rows = table[0], table[2:]
     loss_cols = [i for i, col in enumerate(header) if col.endswith("val.loss")]
     lr_col = header.index("finetune_facere_plus.lr")
@@ -166,8 +182,9 @@ def test_remote_exp_push_and_pull_through_git_and_dvc_remotes(project, s3, queue
     run(["dvc", "exp", "pull", "origin", name], clone)
     assert name in run(["dvc", "exp", "list", "--name-only"], clone)
     run(["dvc", "exp", "apply", name], clone)
-    assert yaml.safe_load((clone / "params.yaml").read_text())["finetune_facere_plus"]["lr"] == (
-        QUEUED[name]
+    assert (
+        yaml.safe_load((clone / "params.yaml").read_text())["finetune_facere_plus"]["lr"]
+        == (QUEUED[name])
     )
     ckpt = torch.load(clone / "models/facere_plus/best.ckpt", weights_only=False)
     assert ckpt["hyper_parameters"]["train"]["lr"] == QUEUED[name]
@@ -192,7 +209,7 @@ def test_remote_down_or_dropping_connections_fails_clearly_and_keeps_local_data(
             s3.mode = "drop"
         out = run(["dvc", "push", "data/notes.bin.dvc"], clone, check=False)
         assert "ERROR" in out and s3.url in out, out  # names the unreachable endpoint
-        expected = ("Connection was closed" if mode == "drop" else "Could not connect")
+        expected = "Connection was closed" if mode == "drop" else "Could not connect"
         assert expected in out, out
         assert new.read_bytes() == local  # nothing lost: the file and its cache are intact
         assert "up to date" in run(["dvc", "status", "data/notes.bin.dvc"], clone)

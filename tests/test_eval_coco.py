@@ -43,13 +43,22 @@ def ann(ann_id, image_id, cat, box, *, polygon=False, crowd=False) -> dict:
     """A GT annotation of an axis-aligned rectangle, as polygon or compressed RLE."""
     x, y, w, h = box
     seg = [[x, y, x + w, y, x + w, y + h, x, y + h]] if polygon else rle_of(rect_mask(*box))
-    return {"id": ann_id, "image_id": image_id, "category_id": cat, "bbox": [x, y, w, h],
-            "area": w * h, "iscrowd": int(crowd), "segmentation": seg}  # fmt: skip
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": cat,
+        "bbox": [x, y, w, h],
+        "area": w * h,
+        "iscrowd": int(crowd),
+        "segmentation": seg,
+    }
 
 
 def gt_file(tmp_path: Path, annotations: list[dict], num_images: int) -> Path:
-    images = [{"id": i, "file_name": f"{i}.jpg", "width": W, "height": H}
-              for i in range(1, num_images + 1)]  # fmt: skip
+    images = [
+        {"id": i, "file_name": f"{i}.jpg", "width": W, "height": H}
+        for i in range(1, num_images + 1)
+    ]
     data = {"images": images, "annotations": annotations, "categories": fashionpedia_categories()}
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(data))
@@ -58,8 +67,13 @@ def gt_file(tmp_path: Path, annotations: list[dict], num_images: int) -> Path:
 
 def perfect(gt: COCO, a: dict, score: float) -> dict:
     """A prediction identical to GT annotation `a` (same box, same rasterised mask)."""
-    return {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]),
-            "score": score, "segmentation": rle_of(gt.annToMask(a))}  # fmt: skip
+    return {
+        "image_id": a["image_id"],
+        "category_id": a["category_id"],
+        "bbox": list(a["bbox"]),
+        "score": score,
+        "segmentation": rle_of(gt.annToMask(a)),
+    }
 
 
 def cocoeval_by_hand(gt_path: Path, preds: list[dict], iou_type: str, cat_ids) -> COCOeval:
@@ -90,8 +104,16 @@ def random_case(tmp_path: Path, seed: int = 0) -> tuple[Path, list[dict]]:
         for _ in range(rng.integers(1, 5) if image_id < 6 else 0):
             w, h = int(rng.integers(6, 30)), int(rng.integers(6, 25))
             x, y = int(rng.integers(0, W - w)), int(rng.integers(0, H - h))
-            anns.append(ann(aid, image_id, int(rng.choice(cats)), (x, y, w, h),
-                            polygon=bool(rng.integers(0, 2)), crowd=aid % 5 == 0))  # fmt: skip
+            anns.append(
+                ann(
+                    aid,
+                    image_id,
+                    int(rng.choice(cats)),
+                    (x, y, w, h),
+                    polygon=bool(rng.integers(0, 2)),
+                    crowd=aid % 5 == 0,
+                )
+            )
             aid += 1
     path = gt_file(tmp_path, anns, 6)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -103,16 +125,26 @@ def random_case(tmp_path: Path, seed: int = 0) -> tuple[Path, list[dict]]:
             dx, dy = rng.integers(-3, 4, size=2)
             box = (int(np.clip(x + dx, 0, W - w)), int(np.clip(y + dy, 0, H - h)), w, h)
             shifted = np.roll(gt.annToMask(a), (dy, dx), axis=(0, 1))
-            pred = {"image_id": a["image_id"], "category_id": a["category_id"],
-                    "bbox": [float(v) for v in box], "score": float(rng.random()),
-                    "segmentation": rle_of(shifted)}  # fmt: skip
+            pred = {
+                "image_id": a["image_id"],
+                "category_id": a["category_id"],
+                "bbox": [float(v) for v in box],
+                "score": float(rng.random()),
+                "segmentation": rle_of(shifted),
+            }
             preds.append(pred)
     for _ in range(8):  # false positives, some in classes without GT
         box = (int(rng.integers(0, 30)), int(rng.integers(0, 20)), 12, 10)
         category = int(rng.choice(cats + [23]))  # 23 (shoe) never occurs in the GT
-        preds.append({"image_id": int(rng.integers(1, 7)), "category_id": category,
-                      "bbox": [float(v) for v in box], "score": float(rng.random()),
-                      "segmentation": rle_of(rect_mask(*box))})  # fmt: skip
+        preds.append(
+            {
+                "image_id": int(rng.integers(1, 7)),
+                "category_id": category,
+                "bbox": [float(v) for v in box],
+                "score": float(rng.random()),
+                "segmentation": rle_of(rect_mask(*box)),
+            }
+        )
     return path, preds
 
 
@@ -180,9 +212,14 @@ def hand_case(tmp_path: Path) -> tuple[Path, list[dict]]:
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(path))
     a = gt.anns
-    preds = [perfect(gt, a[1], 0.9), perfect(gt, a[2], 0.8),  # a[3] missed
-             perfect(gt, a[4], 0.7), perfect(gt, a[5], 0.6), perfect(gt, a[6], 0.95),
-             perfect(gt, a[7], 0.99)]  # fmt: skip
+    preds = [
+        perfect(gt, a[1], 0.9),
+        perfect(gt, a[2], 0.8),  # a[3] missed
+        perfect(gt, a[4], 0.7),
+        perfect(gt, a[5], 0.6),
+        perfect(gt, a[6], 0.95),
+        perfect(gt, a[7], 0.99),
+    ]
     fp = perfect(gt, a[4], 0.1)
     fp["image_id"] = 1  # class 1 does not occur in image 1
     return path, preds + [fp]

@@ -30,16 +30,44 @@ PARAMS = """evaluate:
 
 
 def _evaluate(root: Path, gt: Path, images: Path, ckpt: Path) -> list[str]:
-    return [sys.executable, "stages/evaluate.py", "--params", str(root / "params.yaml"),
-            "--name", "x", "--gt", str(gt), "--images", str(images), "--checkpoint", str(ckpt),
-            "--classes", "fashionfail", "--out", str(root / "eval" / "x"), "--no-aim",
-            "--no-progress"]  # fmt: skip
+    return [
+        sys.executable,
+        "stages/evaluate.py",
+        "--params",
+        str(root / "params.yaml"),
+        "--name",
+        "x",
+        "--gt",
+        str(gt),
+        "--images",
+        str(images),
+        "--checkpoint",
+        str(ckpt),
+        "--classes",
+        "fashionfail",
+        "--out",
+        str(root / "eval" / "x"),
+        "--no-aim",
+        "--no-progress",
+    ]
 
 
 def _predict(root: Path, images: Path, ckpt: Path) -> list[str]:
-    return [sys.executable, "-m", "fashionfail.predict", "--images", str(images),
-            "--checkpoint", str(ckpt), "--out", str(root / "out" / "results.json"),
-            "--overlays", str(root / "out" / "overlays"), "--device", "cpu"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "fashionfail.predict",
+        "--images",
+        str(images),
+        "--checkpoint",
+        str(ckpt),
+        "--out",
+        str(root / "out" / "results.json"),
+        "--overlays",
+        str(root / "out" / "overlays"),
+        "--device",
+        "cpu",
+    ]
 
 
 def _case_root(base: Path, name: str) -> tuple[Path, Path, Path, Path]:
@@ -91,21 +119,24 @@ def results(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Pa
     procs = {
         name: subprocess.Popen(
             cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )  # fmt: skip
+        )
         for name, (cmd, _, _) in cases.items()
     }
     out = {}
     for name, proc in procs.items():
         stdout, stderr = proc.communicate(timeout=300)
-        out[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr),
-                     cases[name][1], cases[name][2])  # fmt: skip
+        out[name] = (
+            subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr),
+            cases[name][1],
+            cases[name][2],
+        )
     return out
 
 
 @pytest.mark.parametrize(
     "name",
     ["eval_wrong_ckpt", "eval_gt_missing_key", "predict_empty_dir", "predict_broken_image"],
-)  # fmt: skip
+)
 def test_bad_input_is_one_clear_line_and_writes_nothing(results, name):
     proc, root, expected = results[name]
     assert proc.returncode == 1, proc.stderr

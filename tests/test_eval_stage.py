@@ -18,8 +18,7 @@ from fashionfail.eval.evaluate import evaluate
 from fashionfail.jsonio import DataError
 
 SIZES = [(64, 64), (48, 64), (64, 48), (64, 64)]
-CFG = EvaluateConfig(batch_size=2, num_workers=0, device="cpu", score_threshold=0.3,
-                     num_overlays=2)  # fmt: skip
+CFG = EvaluateConfig(batch_size=2, num_workers=0, device="cpu", score_threshold=0.3, num_overlays=2)
 
 
 def make_gt(root: Path) -> tuple[Path, Path]:
@@ -33,19 +32,33 @@ def make_gt(root: Path) -> tuple[Path, Path]:
         mask = np.zeros((h, w), np.uint8)
         mask[y : y + bh, x : x + bw] = 1
         seg = [[x, y, x + bw, y, x + bw, y + bh, x, y + bh]] if k == 1 else rle_of(mask)
-        anns.append({"id": k + 1, "image_id": image_id, "category_id": FASHIONFAIL_FP_IDS[k],
-                     "bbox": [x, y, bw, bh], "area": bw * bh, "iscrowd": 0,
-                     "segmentation": seg})  # fmt: skip
+        anns.append(
+            {
+                "id": k + 1,
+                "image_id": image_id,
+                "category_id": FASHIONFAIL_FP_IDS[k],
+                "bbox": [x, y, bw, bh],
+                "area": bw * bh,
+                "iscrowd": 0,
+                "segmentation": seg,
+            }
+        )
     # A sweater (not a FashionFail class) in the last image.
     anns.append({**anns[-1], "id": 10, "category_id": 2})
     gt = root / "gt.json"
-    gt.write_text(json.dumps({"images": images, "annotations": anns,
-                              "categories": fashionpedia_categories()}))  # fmt: skip
+    gt.write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": fashionpedia_categories()})
+    )
     return gt, root / "images"
 
 
-def run_eval(root: Path, classes: str = "fashionfail", ckpt_classes: str = "fashionpedia",
-             cfg: EvaluateConfig = CFG, **kwargs) -> tuple[dict, Path]:  # fmt: skip
+def run_eval(
+    root: Path,
+    classes: str = "fashionfail",
+    ckpt_classes: str = "fashionpedia",
+    cfg: EvaluateConfig = CFG,
+    **kwargs,
+) -> tuple[dict, Path]:
     """Evaluate a random checkpoint on the GT under root/data (made if missing)."""
     gt, images = root / "data" / "gt.json", root / "data" / "images"
     if not gt.exists():
@@ -54,8 +67,17 @@ def run_eval(root: Path, classes: str = "fashionfail", ckpt_classes: str = "fash
     boost = {1: 6.0, 3: 6.0} if ckpt_classes == "fashionpedia" else {1: 6.0}
     ckpt = write_checkpoint(root / "model.ckpt", ckpt_classes, boost)
     out = root / "eval" / "facere_ff"
-    metrics = evaluate(name="facere_ff", gt_path=gt, images_dir=images, checkpoint=ckpt,
-                       classes=classes, out_dir=out, cfg=cfg, progress=False, **kwargs)  # fmt: skip
+    metrics = evaluate(
+        name="facere_ff",
+        gt_path=gt,
+        images_dir=images,
+        checkpoint=ckpt,
+        classes=classes,
+        out_dir=out,
+        cfg=cfg,
+        progress=False,
+        **kwargs,
+    )
     return metrics, out
 
 
@@ -72,8 +94,12 @@ def ff_run(tmp_path_factory) -> tuple[dict, Path, Path]:
 def test_outputs_match_cocoeval_on_the_written_files(ff_run):
     metrics, out, root = ff_run
     assert sorted(p.name for p in out.iterdir()) == [
-        "metrics.json", "overlays", "per_class.csv", "per_class.md", "predictions.json"
-    ]  # fmt: skip
+        "metrics.json",
+        "overlays",
+        "per_class.csv",
+        "per_class.md",
+        "predictions.json",
+    ]
     assert [p.name for p in (root / "eval").iterdir()] == ["facere_ff"]  # no temp folders
     preds = json.loads((out / "predictions.json").read_text())
     assert preds and {p["category_id"] for p in preds} == {0}  # sweater predictions dropped

@@ -81,9 +81,13 @@ def _assert_equivalent(fast: tuple, literal: tuple, where: str) -> None:
 
 
 PHOTO_ALL = {
-    "brightness_factor": 1.2, "contrast_factor": 0.7, "saturation_factor": 1.4,
-    "hue_factor": 0.04, "contrast_before": False, "channel_permutation": torch.tensor([2, 0, 1]),
-}  # fmt: skip
+    "brightness_factor": 1.2,
+    "contrast_factor": 0.7,
+    "saturation_factor": 1.4,
+    "hue_factor": 0.04,
+    "contrast_before": False,
+    "channel_permutation": torch.tensor([2, 0, 1]),
+}
 PHOTO_NONE = {k: None for k in PHOTO_ALL} | {"contrast_before": True}
 
 
@@ -92,10 +96,14 @@ PHOTO_NONE = {k: None for k in PHOTO_ALL} | {"contrast_before": True}
     [
         {"photometric": PHOTO_ALL, "flip": True, "crop": True, "jitter_scale": 0.1},
         {"photometric": PHOTO_NONE, "flip": False, "crop": True, "jitter_scale": 2.0},
-        {"photometric": dict(PHOTO_ALL, contrast_before=True), "flip": True, "crop": False,
-         "jitter_scale": 0.45},
+        {
+            "photometric": dict(PHOTO_ALL, contrast_before=True),
+            "flip": True,
+            "crop": False,
+            "jitter_scale": 0.45,
+        },
     ],
-)  # fmt: skip
+)
 def test_facere_fixed_params(params: dict) -> None:
     image, target = _sample(410, 272, seed=3, product=False)
     params = dict(params, jitter_scale=torch.tensor([params["jitter_scale"]]))
@@ -118,8 +126,12 @@ def test_facere_fixed_params(params: dict) -> None:
 )
 def test_facere_plus_fixed_params(padding, scale: float, flip: bool) -> None:
     image, target = _sample(480, 480, seed=5, product=True)
-    params = {"photometric": PHOTO_ALL, "flip": flip, "padding": padding,
-              "jitter_scale": torch.tensor([scale])}  # fmt: skip
+    params = {
+        "photometric": PHOTO_ALL,
+        "flip": flip,
+        "padding": padding,
+        "jitter_scale": torch.tensor([scale]),
+    }
     fast = FastPaperRecipe("facere_plus").apply(image, target, params)
     literal = apply_literal("facere_plus", image, target, params)
     _assert_equivalent(fast, literal, str(params))

@@ -244,8 +244,11 @@ def test_monitor_names_are_the_metrics_the_module_logs():
     model = build_model("tiny", 3, min_size=64, max_size=64).train()
     masks = torch.zeros((1, 64, 64), dtype=torch.uint8)
     masks[0, 10:30, 10:30] = 1
-    target = {"boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0]]), "labels": torch.tensor([1]),
-              "masks": masks}  # fmt: skip
+    target = {
+        "boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0]]),
+        "labels": torch.tensor([1]),
+        "masks": masks,
+    }
     losses = model([torch.rand(3, 64, 64)], [target])
     for stage in ("train", "val"):
         assert {f"{stage}/loss", *(f"{stage}/{k}" for k in losses)} <= set(LOGGED_METRICS)

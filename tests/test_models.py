@@ -22,9 +22,11 @@ def data(tmp_path_factory):
 def _fp_dataset(data, transforms):
     fp = data / "fashionpedia"
     return DetectionDataset(
-        fp / "images/train", fp / "instances_attributes_train2020.json", LabelSpace("fashionpedia"),
+        fp / "images/train",
+        fp / "instances_attributes_train2020.json",
+        LabelSpace("fashionpedia"),
         transforms,
-    )  # fmt: skip
+    )
 
 
 def _batch(data, n=2, transforms=None):
@@ -74,9 +76,7 @@ def test_crowd_annotations_never_reach_training_targets(data, tmp_path):
     ds = DetectionDataset(fp / "images/train", tmp_path / "crowd.json", space)
     loader = make_loader(ds, batch_size=len(ds), shuffle=False, num_workers=0)
     _, targets = next(iter(loader))  # what training_step receives
-    assert {t["image_id"] for t in targets} == set(by_image) | {
-        img["id"] for img in coco["images"]
-    }
+    assert {t["image_id"] for t in targets} == set(by_image) | {img["id"] for img in coco["images"]}
     for target in targets:
         expected = [a for a in by_image.get(target["image_id"], []) if not a["iscrowd"]]
         assert target["labels"].tolist() == [space.to_label(a["category_id"]) for a in expected]
@@ -91,8 +91,9 @@ def test_crowd_annotations_never_reach_training_targets(data, tmp_path):
 
 def test_crop_to_objects_keeps_every_object():
     image = tv_tensors.Image(torch.zeros(3, 200, 300, dtype=torch.uint8))
-    boxes = tv_tensors.BoundingBoxes([[100, 80, 120, 90], [150, 60, 160, 70]], format="XYXY",
-                                     canvas_size=(200, 300))  # fmt: skip
+    boxes = tv_tensors.BoundingBoxes(
+        [[100, 80, 120, 90], [150, 60, 160, 70]], format="XYXY", canvas_size=(200, 300)
+    )
     out_image, out_boxes = CropToObjects(margin=50)(image, boxes)
     # enclosing box x 100..160, y 60..90 grown by 50 -> x 50..210, y 10..140
     assert tuple(out_image.shape[-2:]) == (130, 160)
@@ -117,8 +118,11 @@ def test_training_survives_images_whose_boxes_are_all_sanitised(data):
 
 
 def _norm_buffers(model):
-    return {k: v.clone() for k, v in model.state_dict().items()
-            if "running_" in k or "num_batches_tracked" in k}  # fmt: skip
+    return {
+        k: v.clone()
+        for k, v in model.state_dict().items()
+        if "running_" in k or "num_batches_tracked" in k
+    }
 
 
 def test_validation_losses_leave_batchnorm_statistics_alone(data):
@@ -161,9 +165,15 @@ def test_logged_batch_size_is_the_number_of_images(data, monkeypatch):
 
 
 def _fake_checkpoint(model, classes, path, arch="tiny"):
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "hyper_parameters": {"train": {"classes": classes, "arch": arch,
-                                               "min_size": 64, "max_size": 64}}}, path)  # fmt: skip
+    torch.save(
+        {
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+            "hyper_parameters": {
+                "train": {"classes": classes, "arch": arch, "min_size": 64, "max_size": 64}
+            },
+        },
+        path,
+    )
 
 
 def test_head_remap_copies_each_fashionfail_class_from_its_fashionpedia_row(tmp_path):

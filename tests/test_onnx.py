@@ -103,8 +103,14 @@ class _OneOutput(torch.nn.Module):
 def test_other_onnx_files_are_rejected_in_one_line(exported, tmp_path):
     _, path, _ = exported
     other = tmp_path / "other.onnx"
-    torch.onnx.export(_OneOutput(), (torch.rand(1, 3, 8, 8),), str(other), dynamo=False,
-                      input_names=["input"], output_names=["mean"])  # fmt: skip
+    torch.onnx.export(
+        _OneOutput(),
+        (torch.rand(1, 3, 8, 8),),
+        str(other),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["mean"],
+    )
     with pytest.raises(OnnxInterfaceError, match=r"other\.onnx: expected input \(1, 3, H, W\)"):
         OnnxModel(other, classes="fashionfail")
     garbage = tmp_path / "garbage.onnx"
@@ -153,10 +159,23 @@ def test_stage_writes_the_file_and_prints_parity(exported, tmp_path):
     params.write_text("export_onnx:\n  opset: 17\n  verify_images: 2\n")
     out = tmp_path / "onnx" / "plus.onnx"
     proc = subprocess.run(
-        [sys.executable, "stages/export_onnx.py", "--params", str(params), "--checkpoint",
-         str(ckpt), "--classes", "fashionfail", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "stages/export_onnx.py",
+            "--params",
+            str(params),
+            "--checkpoint",
+            str(ckpt),
+            "--classes",
+            "fashionfail",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.is_file() and [p.name for p in out.parent.iterdir()] == ["plus.onnx"]
     assert proc.stderr.count("parity image") == 2, proc.stderr
@@ -171,8 +190,21 @@ def test_predict_cli_takes_an_onnx_model(exported, tmp_path):
     ckpt, path, _ = exported
     write_images(tmp_path / "images", [(64, 80), (70, 60)], seed=2)
     for model, out in ((ckpt, "ckpt.json"), (path, "onnx.json")):
-        assert predict_main(["--images", str(tmp_path / "images"), "--model", str(model),
-                             "--out", str(tmp_path / out), "--device", "cpu"]) == 0  # fmt: skip
+        assert (
+            predict_main(
+                [
+                    "--images",
+                    str(tmp_path / "images"),
+                    "--model",
+                    str(model),
+                    "--out",
+                    str(tmp_path / out),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
     a, b = (json.loads((tmp_path / n).read_text()) for n in ("ckpt.json", "onnx.json"))
     assert len(a) == len(b) > 0
     key = lambda r: (r["image_id"], r["category_id"], r["bbox"])  # noqa: E731

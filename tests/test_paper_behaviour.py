@@ -34,8 +34,9 @@ def data(tmp_path_factory):
 
 
 def _batch(root, ann, images, n, classes="fashionpedia"):
-    ds = DetectionDataset(root / "images" / images, root / ann, LabelSpace(classes),
-                          val_transforms("cpu"))  # fmt: skip
+    ds = DetectionDataset(
+        root / "images" / images, root / ann, LabelSpace(classes), val_transforms("cpu")
+    )
     return collate([ds[i] for i in range(n)])
 
 
@@ -59,10 +60,12 @@ def test_pretrained_layout_is_torchvisions_coco_structure(arch, monkeypatch):
     types, frozen parameters), without downloading: the weights file is faked."""
     fn = getattr(mask_rcnn, arch)
     random_coco = fn(weights=None, weights_backbone=None, num_classes=91).state_dict()
-    weights = mask_rcnn.MaskRCNN_ResNet50_FPN_V2_Weights if arch.endswith("v2") else (
-        mask_rcnn.MaskRCNN_ResNet50_FPN_Weights)  # fmt: skip
-    monkeypatch.setattr(type(weights.COCO_V1), "get_state_dict",
-                        lambda self, *a, **k: random_coco)  # fmt: skip
+    weights = (
+        mask_rcnn.MaskRCNN_ResNet50_FPN_V2_Weights
+        if arch.endswith("v2")
+        else (mask_rcnn.MaskRCNN_ResNet50_FPN_Weights)
+    )
+    monkeypatch.setattr(type(weights.COCO_V1), "get_state_dict", lambda self, *a, **k: random_coco)
     reference = fn(weights=weights.COCO_V1)
     _replace_predictors(reference, 23)
     ours = build_model(arch, 23, layout="pretrained")
@@ -78,8 +81,13 @@ def _fake_facere(path, arch="maskrcnn_resnet50_fpn_v2"):
     torch.manual_seed(1)
     model = build_model(arch, 47, min_size=64, max_size=64, layout="pretrained")
     cfg = tiny_cfg(arch=arch, weights="coco").model_dump()
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "hyper_parameters": {"train": cfg, "layout": "pretrained"}}, path)  # fmt: skip
+    torch.save(
+        {
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+            "hyper_parameters": {"train": cfg, "layout": "pretrained"},
+        },
+        path,
+    )
     return model
 
 
@@ -92,8 +100,13 @@ def test_original_finetune_init_keeps_facere_whole_but_its_predictors(data, tmp_
     facere = _fake_facere(tmp_path / "facere.ckpt")
     layout = weights_layout(tmp_path / "facere.ckpt")
     assert layout == "pretrained"
-    cfg = tiny_cfg("finetune_facere_plus", arch="maskrcnn_resnet50_fpn_v2", lr=0.01,
-                   weights=str(tmp_path / "facere.ckpt"), finetune_init="original")  # fmt: skip
+    cfg = tiny_cfg(
+        "finetune_facere_plus",
+        arch="maskrcnn_resnet50_fpn_v2",
+        lr=0.01,
+        weights=str(tmp_path / "facere.ckpt"),
+        finetune_init="original",
+    )
     module = MaskRCNNModule(cfg.model_dump(), layout=layout)
     load_whole_model(module.model, tmp_path / "facere.ckpt")
     optimizer = module.configure_optimizers()
@@ -101,8 +114,10 @@ def test_original_finetune_init_keeps_facere_whole_but_its_predictors(data, tmp_
     images, targets = _batch(data / "fashionfail", "ff_train.json", "train", 1, "fashionfail")
     module.training_step((images, targets), 0).backward()
     optimizer.step()
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)},
-               tmp_path / "plus.ckpt")  # fmt: skip
+    torch.save(
+        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)},
+        tmp_path / "plus.ckpt",
+    )
     plus, space = load_trained(tmp_path / "plus.ckpt")
     assert space.num_classes == 23
     assert _types(plus) == _types(facere)
@@ -126,9 +141,14 @@ def test_train_wires_the_original_init_and_records_the_layout(data, tmp_path):
     torch.manual_seed(2)
     facere = build_model("tiny", 47, min_size=64, max_size=64)
     _save_tiny(facere, tmp_path / "f.ckpt")
-    cfg = tiny_cfg("finetune_facere_plus", weights=str(tmp_path / "f.ckpt"), lr=1e-9,
-                   finetune_init="original", limit_train_batches=1,
-                   eval_map_every_n_epochs=0)  # fmt: skip
+    cfg = tiny_cfg(
+        "finetune_facere_plus",
+        weights=str(tmp_path / "f.ckpt"),
+        lr=1e-9,
+        finetune_init="original",
+        limit_train_batches=1,
+        eval_map_every_n_epochs=0,
+    )
     paths = ff_paths(data, tmp_path)
     train(cfg, paths)
     ckpt = torch.load(paths.out_dir / "last.ckpt", map_location="cpu", weights_only=True)
@@ -160,8 +180,9 @@ def test_transfer_init_keeps_conv5_mask_and_original_rejects_other_architectures
 def test_original_init_with_head_remap_is_rejected(data, tmp_path):
     facere = tmp_path / "f.ckpt"
     _fake_facere(facere, arch="maskrcnn_resnet50_fpn")
-    cfg = tiny_cfg("finetune_facere_plus", weights=str(facere), finetune_init="original",
-                   head_init="remap")  # fmt: skip
+    cfg = tiny_cfg(
+        "finetune_facere_plus", weights=str(facere), finetune_init="original", head_init="remap"
+    )
     with pytest.raises(ConfigError, match="head_init must be random"):
         train(cfg, ff_paths(data, tmp_path))
 

@@ -77,10 +77,16 @@ def _flat(d: dict, prefix: tuple = ()) -> dict:
 
 
 def _copy_project(root: Path) -> None:
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, check=True,
-    ).stdout.decode().split("\0")  # fmt: skip
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, files):
         src = REPO / rel
         if src.is_file():
@@ -132,28 +138,39 @@ def test_paper_settings_run_on_cpu(tmp_path: Path) -> None:
 
     torch_home = tmp_path / "torch"
     coco_file = _fake_coco_weights(torch_home)
-    env = {**os.environ, "TORCH_HOME": str(torch_home),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "TORCH_HOME": str(torch_home),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     env.pop("DVC_EXP_NAME", None)
     subprocess.run(
         "git init -q -b main && git add -A && git -c user.email=t@t -c user.name=t commit -qm init",
-        shell=True, cwd=root, check=True, env=env,
-    )  # fmt: skip
+        shell=True,
+        cwd=root,
+        check=True,
+        env=env,
+    )
     start = time.monotonic()
-    proc = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=3600)  # fmt: skip
+    proc = subprocess.run(
+        ["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True, timeout=3600
+    )
     took = time.monotonic() - start
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
 
     # Seconds per training step, from the per-step progress lines (images/s of that step).
-    steps = [(int(m[1]), float(m[2])) for m in
-             re.finditer(r"epoch 1/1 step (\d)/2 loss \S+ ([\d.e+-]+) img/s", log)]  # fmt: skip
+    steps = [
+        (int(m[1]), float(m[2]))
+        for m in re.finditer(r"epoch 1/1 step (\d)/2 loss \S+ ([\d.e+-]+) img/s", log)
+    ]
     per_step = [f"{1 / rate:.1f}" for _, rate in steps if rate > 0]
     epochs = re.findall(r"epoch 1/1 done in (\S+),", log)
-    print(f"\npaper-path rehearsal: dvc repro {took:.0f} s; seconds per training step (1 image, "
-          f"Facere then Facere+): {', '.join(per_step) or '?'}; epochs (2 steps + validation) "
-          f"{', '.join(epochs)}; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"\npaper-path rehearsal: dvc repro {took:.0f} s; seconds per training step (1 image, "
+        f"Facere then Facere+): {', '.join(per_step) or '?'}; epochs (2 steps + validation) "
+        f"{', '.join(epochs)}; load average {os.getloadavg()[0]:.1f}"
+    )
     assert len(steps) == 4, log[-4000:]
 
     # The COCO-shaped file was read: its frozen layers are in Facere, its heads replaced.

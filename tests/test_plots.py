@@ -13,18 +13,23 @@ SPEC = {
     "data": {"values": [{"step": 0, "loss": 2.0}, {"step": 1, "loss": 1.5}]},
     "title": {"text": "Facere loss", "anchor": "middle"},  # DVC titles each plot by its name
     "mark": "line",
-    "encoding": {"x": {"field": "step", "type": "quantitative"},
-                 "y": {"field": "loss", "type": "quantitative"}},
-}  # fmt: skip
+    "encoding": {
+        "x": {"field": "step", "type": "quantitative"},
+        "y": {"field": "loss", "type": "quantitative"},
+    },
+}
 
 
 def test_page_is_self_contained(tmp_path):
     Image.new("RGB", (4, 3), (255, 0, 0)).save(tmp_path / "overlay.png")
-    plots = {"data": {
-        "Facere loss": [{"type": "vega", "revisions": ["workspace"], "content": SPEC}],
-        "eval/x/overlays/1.png": [{"type": "image", "revisions": ["workspace"],
-                                   "url": str(tmp_path / "overlay.png")}],
-    }}  # fmt: skip
+    plots = {
+        "data": {
+            "Facere loss": [{"type": "vega", "revisions": ["workspace"], "content": SPEC}],
+            "eval/x/overlays/1.png": [
+                {"type": "image", "revisions": ["workspace"], "url": str(tmp_path / "overlay.png")}
+            ],
+        }
+    }
     page = render_page(plots)
     assert page.count("<svg") == 1 and "data:image/png;base64," in page
     assert "<script" not in page

@@ -31,8 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
 
 
-def write_checkpoint(path: Path, classes: str, boost: dict[int, float] | None = None,
-                     num_classes: int | None = None) -> Path:  # fmt: skip
+def write_checkpoint(
+    path: Path, classes: str, boost: dict[int, float] | None = None, num_classes: int | None = None
+) -> Path:
     """A tiny 64 px checkpoint in the LightningModule's format.
 
     `boost` raises the classifier bias of some model labels: a random model then returns
@@ -160,8 +161,9 @@ def test_records_are_coco_results_in_dataset_ids(tmp_path):
     sizes = [(48, 80), (64, 64), (90, 40)]  # any size, mixed in one batch
     paths = write_images(tmp_path / "img", sizes)
     items = [ImageItem(10 + i, p) for i, p in enumerate(paths)]
-    records = predict(model, space, items, batch_size=3, device="cpu", score_threshold=0.2,
-                      progress=False)  # fmt: skip
+    records = predict(
+        model, space, items, batch_size=3, device="cpu", score_threshold=0.2, progress=False
+    )
     assert records
     assert {r["category_id"] for r in records} <= {1, 3}
     for r in records:
@@ -186,8 +188,9 @@ def test_keep_categories_drops_other_classes(tmp_path):
     model.roi_heads.detections_per_img = 100  # the default: enough for both classes to appear
     items = [ImageItem(0, p) for p in write_images(tmp_path / "img", [(64, 64)])]
     every = predict(model, space, items, device="cpu", progress=False)
-    kept = predict(model, space, items, device="cpu", keep_categories=FASHIONFAIL_FP_IDS,
-                   progress=False)  # fmt: skip
+    kept = predict(
+        model, space, items, device="cpu", keep_categories=FASHIONFAIL_FP_IDS, progress=False
+    )
     assert {r["category_id"] for r in every} == {0, 2}
     assert kept == [r for r in every if r["category_id"] == 0]
 
@@ -199,8 +202,7 @@ def test_batching_does_not_change_results(tmp_path):
     items = [ImageItem(i, p) for i, p in enumerate(paths)]
     one = predict(model, space, items, batch_size=1, device="cpu", progress=False)
     # Batched, and decoded in a DataLoader worker process as the evaluate stage does.
-    three = predict(model, space, items, batch_size=3, device="cpu", num_workers=1,
-                    progress=False)  # fmt: skip
+    three = predict(model, space, items, batch_size=3, device="cpu", num_workers=1, progress=False)
     assert [r["image_id"] for r in one] == [r["image_id"] for r in three]
     assert len({r["image_id"] for r in one}) == 3  # each image's detections stay its own
     np.testing.assert_allclose([r["bbox"] for r in one], [r["bbox"] for r in three], atol=0.02)
@@ -223,16 +225,28 @@ def test_help_documents_the_output(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for word in ("--images", "--checkpoint", "--out", "--overlays", "--batch-size", "--device",
-                 "--score-threshold", "image_id", "sorted"):  # fmt: skip
+    for word in (
+        "--images",
+        "--checkpoint",
+        "--out",
+        "--overlays",
+        "--batch-size",
+        "--device",
+        "--score-threshold",
+        "image_id",
+        "sorted",
+    ):
         assert word in text
 
 
 @pytest.mark.parametrize(
     ("flag", "value", "field"),
-    [("--batch-size", "0", "batch_size"), ("--workers", "-1", "num_workers"),
-     ("--score-threshold", "1.5", "score_threshold")],
-)  # fmt: skip
+    [
+        ("--batch-size", "0", "batch_size"),
+        ("--workers", "-1", "num_workers"),
+        ("--score-threshold", "1.5", "score_threshold"),
+    ],
+)
 def test_cli_options_follow_the_config_rules(tmp_path, capsys, flag, value, field):
     """The CLI's options are checked by config.PredictConfig, the evaluate section's rules."""
     out = tmp_path / "out.json"
@@ -251,12 +265,31 @@ def test_cli_writes_results_and_overlays(tmp_path):
     (folder / "readme.txt").write_text("not an image")
     out, overlays = tmp_path / "out" / "results.json", tmp_path / "overlays"
     proc = subprocess.run(
-        [sys.executable, "-m", "fashionfail.predict", "--images", str(folder), "--checkpoint",
-         str(ckpt), "--out", str(out), "--overlays", str(overlays), "--batch-size", "2",
-         "--device", "cpu", "--score-threshold", "0.3"],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "fashionfail.predict",
+            "--images",
+            str(folder),
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--overlays",
+            str(overlays),
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--score-threshold",
+            "0.3",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
         env={**os.environ, "OMP_NUM_THREADS": "1"},  # small ops; threads only contend here
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr
     records = json.loads(out.read_text())
     names = ["a_gray.png", "img_00.jpg", "img_01.jpg"]
@@ -273,8 +306,18 @@ def test_cli_skips_unreadable_images_on_request_and_says_what_it_dropped(tmp_pat
     write_images(folder, [(64, 64), (50, 70)])
     (folder / "img_01b.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     out = tmp_path / "results.json"
-    base = ["--images", str(folder), "--checkpoint", str(ckpt), "--out", str(out),
-            "--device", "cpu", "--batch-size", "2"]  # fmt: skip
+    base = [
+        "--images",
+        str(folder),
+        "--checkpoint",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+    ]
 
     assert main(base) == 1  # by default one unreadable file fails the run, nothing written
     assert "img_01b.jpg: cannot decode image" in capsys.readouterr().err
@@ -301,7 +344,9 @@ def test_cli_skips_unreadable_images_on_request_and_says_what_it_dropped(tmp_pat
     )
 
     # Nothing left above the threshold: exit 0, an empty list, and a hint.
-    assert main([*base[:-2], "--batch-size", "1", "--skip-unreadable",
-                 "--score-threshold", "1.0"]) == 3  # fmt: skip
+    assert (
+        main([*base[:-2], "--batch-size", "1", "--skip-unreadable", "--score-threshold", "1.0"])
+        == 3
+    )
     assert json.loads(out.read_text()) == []
     assert "no detection left: try a lower --score-threshold" in capsys.readouterr().err

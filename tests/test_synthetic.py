@@ -206,9 +206,16 @@ def test_real_profile_sizes(tmp_path: Path) -> None:
     """profile real: Fashionpedia-like images up to 1024 px with varied aspect ratios and several
     objects, FashionFail 2400 x 2400, in the same formats; masks agree with the stored boxes."""
     cfg = SyntheticSource(
-        seed=1, image_size=64, fp_train_images=6, fp_val_images=1, ff_train_images=1,
-        ff_val_images=1, ff_test_images=1, max_objects=13, profile="real",
-    )  # fmt: skip
+        seed=1,
+        image_size=64,
+        fp_train_images=6,
+        fp_val_images=1,
+        ff_train_images=1,
+        ff_val_images=1,
+        ff_test_images=1,
+        max_objects=13,
+        profile="real",
+    )
     report = generate(cfg, tmp_path)
     assert report["profile"] == "real"
     fp = load_json(tmp_path / "fashionpedia" / "instances_attributes_train2020.json")

@@ -42,10 +42,15 @@ def test_queue_parallel_runs_create_a_missing_aim_repo_together(tmp_path):
     """Aim alone fails one of them ("... which is out of date"): it opens a half-made repo."""
     n = 3
     procs = [
-        subprocess.Popen([sys.executable, "-c", _RUN, str(tmp_path), f"run{i}", str(n)],
-                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _RUN, str(tmp_path), f"run{i}", str(n)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for i in range(n)
-    ]  # fmt: skip
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * n, "\n".join(o[-1500:] for o in outs)
     assert sorted(aim_runs(tmp_path)) == [f"run{i}" for i in range(n)]

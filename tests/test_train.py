@@ -64,8 +64,13 @@ def _epoch_values(live_dir, metric="val/loss"):
 def test_best_checkpoint_is_the_best_epoch_for_the_monitor_mode(data, tmp_path, mode):
     """best.ckpt holds the epoch whose monitored value is lowest (min) or highest (max)."""
     paths = fp_paths(data, tmp_path)
-    cfg = tiny_cfg(max_epochs=3, monitor="val/loss", monitor_mode=mode, limit_train_batches=1,
-                   eval_map_every_n_epochs=100)  # val loss only: seconds per epoch
+    cfg = tiny_cfg(
+        max_epochs=3,
+        monitor="val/loss",
+        monitor_mode=mode,
+        limit_train_batches=1,
+        eval_map_every_n_epochs=100,
+    )  # val loss only: seconds per epoch
     summary = train(cfg, paths)
     losses = _epoch_values(paths.live_dir)
     assert len(losses) == 3 and len(set(losses)) == 3, losses  # no tie: the choice shows
@@ -146,8 +151,13 @@ def test_killed_training_resumes_from_last_checkpoint(data, tmp_path):
     params = _params_file(tmp_path, "train_facere", max_epochs=8)
     cmd = _stage_cmd(data, tmp_path, params)
     out = fp_paths(data, tmp_path).out_dir
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while not (out / "last.ckpt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -193,7 +203,6 @@ def test_ddp_on_two_cpu_processes(data, tmp_path):
     assert len((live / "plots/metrics/val/loss.tsv").read_text().splitlines()) == 2  # header + 1
 
 
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -203,22 +212,51 @@ def _free_port() -> int:
 def _launcher_env(launcher: str, node: int, port: int) -> dict[str, str]:
     """What each launcher sets for the one process of node `node` (2 nodes x 1 process)."""
     if launcher == "torchrun":  # torch.distributed.run: GROUP_RANK names the node, no NODE_RANK
-        return {"RANK": str(node), "LOCAL_RANK": "0", "GROUP_RANK": str(node), "WORLD_SIZE": "2",
-                "LOCAL_WORLD_SIZE": "1", "TORCHELASTIC_RUN_ID": "test", "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": str(port)}  # fmt: skip
+        return {
+            "RANK": str(node),
+            "LOCAL_RANK": "0",
+            "GROUP_RANK": str(node),
+            "WORLD_SIZE": "2",
+            "LOCAL_WORLD_SIZE": "1",
+            "TORCHELASTIC_RUN_ID": "test",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
     if launcher == "slurm":  # srun; Lightning's SLURMEnvironment finds the main node in the list
-        return {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "2",
-                "SLURM_PROCID": str(node), "SLURM_LOCALID": "0", "SLURM_NODEID": str(node),
-                "SLURM_JOB_NAME": "train-facere", "SLURM_JOB_ID": "4242",
-                "SLURM_NODELIST": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
+        return {
+            "SLURM_NTASKS": "2",
+            "SLURM_NTASKS_PER_NODE": "1",
+            "SLURM_NNODES": "2",
+            "SLURM_PROCID": str(node),
+            "SLURM_LOCALID": "0",
+            "SLURM_NODEID": str(node),
+            "SLURM_JOB_NAME": "train-facere",
+            "SLURM_JOB_ID": "4242",
+            "SLURM_NODELIST": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
     # Lightning's own launcher, started by hand on each node with NODE_RANK
-    return {"NODE_RANK": str(node), "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port)}  # fmt: skip
+    return {
+        "NODE_RANK": str(node),
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
 
 
-_LAUNCHER_VARS = ("RANK", "LOCAL_RANK", "GROUP_RANK", "NODE_RANK", "WORLD_SIZE",
-                  "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_JOB_NAME",
-                  "LSB_JOBID", "JSM_NAMESPACE_RANK")  # fmt: skip
+_LAUNCHER_VARS = (
+    "RANK",
+    "LOCAL_RANK",
+    "GROUP_RANK",
+    "NODE_RANK",
+    "WORLD_SIZE",
+    "TORCHELASTIC_RUN_ID",
+    "SLURM_NTASKS",
+    "SLURM_PROCID",
+    "SLURM_JOB_NAME",
+    "LSB_JOBID",
+    "JSM_NAMESPACE_RANK",
+)
 
 
 @pytest.mark.parametrize("launcher", ["torchrun", "slurm", "lightning"])
@@ -240,24 +278,42 @@ def test_multinode_only_global_rank_zero_is_the_main_process(monkeypatch, launch
 def test_multinode_two_nodes_train_one_model(data, tmp_path, launcher):
     """2 nodes x 1 process on localhost (gloo), started as torchrun or srun starts them: one
     checkpoint, one Aim run, one dvclive record, and both ranks report the same best model."""
-    params = _params_file(tmp_path, "train_facere", strategy="ddp", accelerator="cpu", devices=1,
-                          num_nodes=2, max_epochs=1)  # fmt: skip
+    params = _params_file(
+        tmp_path,
+        "train_facere",
+        strategy="ddp",
+        accelerator="cpu",
+        devices=1,
+        num_nodes=2,
+        max_epochs=1,
+    )
     cmd = _stage_cmd(data, tmp_path, params)
     port = _free_port()
     procs, logs = [], []
     for node in (0, 1):
         env = {k: v for k, v in os.environ.items() if k not in _LAUNCHER_VARS}
         if launcher == "torchrun":  # the real launcher, once per node (static rendezvous)
-            node_cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2",
-                        "--nproc-per-node=1", f"--node-rank={node}", "--master-addr=127.0.0.1",
-                        f"--master-port={port}", *cmd[1:]]  # fmt: skip
+            node_cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes=2",
+                "--nproc-per-node=1",
+                f"--node-rank={node}",
+                "--master-addr=127.0.0.1",
+                f"--master-port={port}",
+                *cmd[1:],
+            ]
         else:
             node_cmd = cmd
             env.update(_launcher_env(launcher, node, port))
         logs.append(tmp_path / f"node{node}.log")
         with logs[-1].open("w") as log:
-            procs.append(subprocess.Popen(node_cmd, cwd=tmp_path, env=env, stdout=log,
-                                          stderr=subprocess.STDOUT))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    node_cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+                )
+            )
     for proc in procs:
         proc.wait(timeout=300)
     outs = [log.read_text() for log in logs]
@@ -265,8 +321,9 @@ def test_multinode_two_nodes_train_one_model(data, tmp_path, launcher):
     for node, out in enumerate(outs):
         assert f"GLOBAL_RANK: {node}, MEMBER: {node + 1}/2" in out
     assert "distributed_backend=gloo" in outs[0]
-    best = [[line for line in out.splitlines() if line.startswith("best checkpoint:")]
-            for out in outs]  # fmt: skip
+    best = [
+        [line for line in out.splitlines() if line.startswith("best checkpoint:")] for out in outs
+    ]
     assert len(best[0]) == 1 and best[0] == best[1]  # the ranks agree on the best model
     out = fp_paths(data, tmp_path).out_dir
     assert sorted(p.name for p in out.iterdir()) == ["best.ckpt", "last.ckpt", "run.json"]
@@ -278,6 +335,7 @@ def test_multinode_two_nodes_train_one_model(data, tmp_path, launcher):
     live = fp_paths(data, tmp_path).live_dir
     assert len((live / "plots/metrics/val/loss.tsv").read_text().splitlines()) == 2  # header + 1
 
+
 @pytest.mark.slow
 def test_seed_training_commands(data, tmp_path):
     params = _params_file(tmp_path, "train_facere")
@@ -286,16 +344,46 @@ def test_seed_training_commands(data, tmp_path):
     params.write_text(yaml.safe_dump(params_dict))
     fp, ff = data / "fashionpedia", data / "fashionfail"
     base = subprocess.run(
-        [sys.executable, str(REPO / "fashionfail/models/train_facere_base.py"),
-         "--train_img_dir", str(fp / "images/train"), "--val_img_dir", str(fp / "images/test"),
-         "--train_ann", str(fp / "instances_attributes_train2020.json"),
-         "--val_ann", str(fp / "instances_attributes_val2020.json"),
-         "--batch_size", "2", "--shuffle", "False", "--accelerator", "cpu", "--devices", "1",
-         "--precision", "16", "--max_epochs", "1", "--strategy", "auto", "--optimizer", "adam",
-         "--experiment-name", "facere_base", "--params", str(params),
-         "--gradient_clip_val", "0.5", "--log_every_n_steps=2"],  # any pl.Trainer argument
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "fashionfail/models/train_facere_base.py"),
+            "--train_img_dir",
+            str(fp / "images/train"),
+            "--val_img_dir",
+            str(fp / "images/test"),
+            "--train_ann",
+            str(fp / "instances_attributes_train2020.json"),
+            "--val_ann",
+            str(fp / "instances_attributes_val2020.json"),
+            "--batch_size",
+            "2",
+            "--shuffle",
+            "False",
+            "--accelerator",
+            "cpu",
+            "--devices",
+            "1",
+            "--precision",
+            "16",
+            "--max_epochs",
+            "1",
+            "--strategy",
+            "auto",
+            "--optimizer",
+            "adam",
+            "--experiment-name",
+            "facere_base",
+            "--params",
+            str(params),
+            "--gradient_clip_val",
+            "0.5",
+            "--log_every_n_steps=2",
+        ],  # any pl.Trainer argument
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert base.returncode == 0, base.stderr[-3000:]
     assert "training in 32-true on CPU" in base.stderr
     ckpt = tmp_path / "saved_models/facere_base.ckpt"
@@ -303,23 +391,66 @@ def test_seed_training_commands(data, tmp_path):
     assert hp["shuffle"] is False and hp["batch_size"] == 2  # --shuffle False means False
     assert hp["trainer"]["gradient_clip_val"] == 0.5 and hp["log_every_n_steps"] == 2
     plus = subprocess.run(
-        [sys.executable, str(REPO / "fashionfail/models/train_facere_plus.py"),
-         "--train_img_dir", str(ff / "images/train"), "--val_img_dir", str(ff / "images/val"),
-         "--train_ann", str(ff / "ff_train.json"), "--val_ann", str(ff / "ff_val.json"),
-         "--batch_size", "2", "--shuffle", "True", "--accelerator", "cpu", "--devices", "1",
-         "--max_epochs", "1", "--optimizer", "adam", "--experiment-name", "facere_plus",
-         "--pretrained_model_path", "./saved_models/facere_base.ckpt", "--params", str(params)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "fashionfail/models/train_facere_plus.py"),
+            "--train_img_dir",
+            str(ff / "images/train"),
+            "--val_img_dir",
+            str(ff / "images/val"),
+            "--train_ann",
+            str(ff / "ff_train.json"),
+            "--val_ann",
+            str(ff / "ff_val.json"),
+            "--batch_size",
+            "2",
+            "--shuffle",
+            "True",
+            "--accelerator",
+            "cpu",
+            "--devices",
+            "1",
+            "--max_epochs",
+            "1",
+            "--optimizer",
+            "adam",
+            "--experiment-name",
+            "facere_plus",
+            "--pretrained_model_path",
+            "./saved_models/facere_base.ckpt",
+            "--params",
+            str(params),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert plus.returncode == 0, plus.stderr[-3000:]
     assert "initial weights from saved_models/facere_base.ckpt" in plus.stdout
     hp = torch.load(tmp_path / "saved_models/facere_plus.ckpt", weights_only=False)
     assert hp["hyper_parameters"]["train"]["weights"] == "saved_models/facere_base.ckpt"
     # The flag is honoured: a missing file fails instead of silently using another path.
     bad = subprocess.run(
-        [sys.executable, str(REPO / "fashionfail/models/train_facere_plus.py"),
-         "--train_img_dir", "x", "--val_img_dir", "x", "--train_ann", "x", "--val_ann", "x",
-         "--pretrained_model_path", "nowhere.ckpt", "--params", str(params)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "fashionfail/models/train_facere_plus.py"),
+            "--train_img_dir",
+            "x",
+            "--val_img_dir",
+            "x",
+            "--train_ann",
+            "x",
+            "--val_ann",
+            "x",
+            "--pretrained_model_path",
+            "nowhere.ckpt",
+            "--params",
+            str(params),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 1 and "nowhere.ckpt: file not found" in bad.stderr

@@ -25,12 +25,14 @@ def _section(**trainer) -> dict:
 @pytest.mark.parametrize(
     ("trainer", "message"),
     [
-        ({"gradient_clip": 1.0},
-         "gradient_clip: not a pl.Trainer argument (did you mean gradient_clip_val?)"),
+        (
+            {"gradient_clip": 1.0},
+            "gradient_clip: not a pl.Trainer argument (did you mean gradient_clip_val?)",
+        ),
         ({"max_epochs": 3}, "max_epochs: set it as the section's own `max_epochs`"),
         ({"logger": False}, "logger: set by the training stage itself"),
     ],
-)  # fmt: skip
+)
 def test_trainer_mapping_rejects_what_pl_trainer_does_not_take(trainer, message):
     with pytest.raises(ConfigError, match="params.yaml:train_facere.trainer") as e:
         parse_section(TrainConfig, _section(**trainer), "params.yaml:train_facere")
@@ -74,16 +76,24 @@ def test_log_progress_prints_epoch_step_loss_rate_and_eta(tmp_path):
     loader = torch.utils.data.DataLoader(data, batch_size=3)  # 4 steps per epoch
     out = io.StringIO()
     trainer = pl.Trainer(
-        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
         callbacks=[LogProgress(every_n_steps=2, stream=out)],
-    )  # fmt: skip
+    )
     trainer.fit(_Linear(), loader, loader)
     lines = out.getvalue().splitlines()
     steps = [line for line in lines if " step " in line]
     assert [line.split(" loss ")[0] for line in steps] == [
-        "epoch 1/2 step 2/4", "epoch 1/2 step 4/4", "epoch 2/2 step 2/4", "epoch 2/2 step 4/4",
-    ]  # fmt: skip
+        "epoch 1/2 step 2/4",
+        "epoch 1/2 step 4/4",
+        "epoch 2/2 step 2/4",
+        "epoch 2/2 step 4/4",
+    ]
     for line in steps:
         loss, rate = line.split(" loss ")[1].split()[:2]
         assert float(loss) >= 0 and float(rate) > 0
@@ -101,9 +111,13 @@ def test_progress_bar_only_on_a_terminal():
 
 
 NOISE = (
-    "litlogger", "exists and is not empty", "pkg_resources", "limit_train_batches",
-    "LeafSpec", "v_num",
-)  # fmt: skip
+    "litlogger",
+    "exists and is not empty",
+    "pkg_resources",
+    "limit_train_batches",
+    "LeafSpec",
+    "v_num",
+)
 
 
 @pytest.mark.slow
@@ -117,12 +131,32 @@ def test_stage_in_a_log_twice_prints_progress_without_noise_and_gives_identical_
     params["train_facere"] = section
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     p = fp_paths(data, tmp_path)
-    cmd = [sys.executable, str(REPO / "stages/train.py"), "--params", "params.yaml",
-           "--section", "train_facere", "--train-ann", str(p.train_ann),
-           "--train-img-dir", str(p.train_img_dir), "--val-ann", str(p.val_ann),
-           "--val-img-dir", str(p.val_img_dir), "--out-dir", str(p.out_dir),
-           "--live-dir", str(p.live_dir), "--aim-repo", str(tmp_path),
-           "--name", "train-facere", "--summary-key", "best_loss"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(REPO / "stages/train.py"),
+        "--params",
+        "params.yaml",
+        "--section",
+        "train_facere",
+        "--train-ann",
+        str(p.train_ann),
+        "--train-img-dir",
+        str(p.train_img_dir),
+        "--val-ann",
+        str(p.val_ann),
+        "--val-img-dir",
+        str(p.val_img_dir),
+        "--out-dir",
+        str(p.out_dir),
+        "--live-dir",
+        str(p.live_dir),
+        "--aim-repo",
+        str(tmp_path),
+        "--name",
+        "train-facere",
+        "--summary-key",
+        "best_loss",
+    ]
 
     def run() -> tuple[str, dict[str, bytes]]:
         done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -185,10 +219,14 @@ def test_both_models_are_dvc_artifacts_produced_by_their_stages():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     artifacts = dvc["artifacts"]
     assert {name: a["path"] for name, a in artifacts.items()} == {
-        "facere": "models/facere/best.ckpt", "facere-plus": "models/facere_plus/best.ckpt",
-    }  # fmt: skip
+        "facere": "models/facere/best.ckpt",
+        "facere-plus": "models/facere_plus/best.ckpt",
+    }
     for name, a in artifacts.items():
         assert a["type"] == "model" and a["desc"] and a["labels"], name
-        stage_outs = [next(iter(o)) if isinstance(o, dict) else o
-                      for s in dvc["stages"].values() for o in s.get("outs", [])]  # fmt: skip
+        stage_outs = [
+            next(iter(o)) if isinstance(o, dict) else o
+            for s in dvc["stages"].values()
+            for o in s.get("outs", [])
+        ]
         assert str(Path(a["path"]).parent) in stage_outs, name

@@ -29,11 +29,15 @@ def _preds_and_targets(seed: int, n_images: int = 6):
             gt_boxes.append([x0, y0, x0 + bw, y0 + bh])
             gt_masks.append(m)
         labels = torch.tensor(rng.integers(1, 4, n_gt))
-        targets.append({
-            "boxes": torch.tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4),
-            "labels": labels,
-            "masks": torch.stack(gt_masks) if gt_masks else torch.zeros(0, h, w, dtype=torch.bool),
-        })  # fmt: skip
+        targets.append(
+            {
+                "boxes": torch.tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4),
+                "labels": labels,
+                "masks": torch.stack(gt_masks)
+                if gt_masks
+                else torch.zeros(0, h, w, dtype=torch.bool),
+            }
+        )
         p_boxes, p_masks, p_labels = [], [], []
         if k != 1:
             for (x0, y0, x1, y1), lab in zip(gt_boxes, labels.tolist(), strict=True):
@@ -48,12 +52,16 @@ def _preds_and_targets(seed: int, n_images: int = 6):
             m = torch.zeros(h, w, dtype=torch.bool)
             m[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = True
             p_masks.append(m)
-        preds.append({
-            "boxes": torch.tensor(p_boxes, dtype=torch.float32).reshape(-1, 4).clamp(0),
-            "scores": torch.tensor(rng.uniform(0.05, 1, len(p_boxes)), dtype=torch.float32),
-            "labels": torch.tensor(p_labels, dtype=torch.int64),
-            "masks": torch.stack(p_masks) if p_masks else torch.zeros(0, h, w, dtype=torch.bool),
-        })  # fmt: skip
+        preds.append(
+            {
+                "boxes": torch.tensor(p_boxes, dtype=torch.float32).reshape(-1, 4).clamp(0),
+                "scores": torch.tensor(rng.uniform(0.05, 1, len(p_boxes)), dtype=torch.float32),
+                "labels": torch.tensor(p_labels, dtype=torch.int64),
+                "masks": torch.stack(p_masks)
+                if p_masks
+                else torch.zeros(0, h, w, dtype=torch.bool),
+            }
+        )
     return preds, targets
 
 

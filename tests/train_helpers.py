@@ -11,9 +11,15 @@ from fashionfail.models.train import TrainPaths
 REPO = Path(__file__).resolve().parents[1]
 
 TINY_DATA = SyntheticSource(
-    seed=0, image_size=64, fp_train_images=6, fp_val_images=4,
-    ff_train_images=6, ff_val_images=4, ff_test_images=4, max_objects=3,
-)  # fmt: skip
+    seed=0,
+    image_size=64,
+    fp_train_images=6,
+    fp_val_images=4,
+    ff_train_images=6,
+    ff_val_images=4,
+    ff_test_images=4,
+    max_objects=3,
+)
 
 
 def make_data(root: Path) -> Path:
@@ -25,8 +31,16 @@ def make_data(root: Path) -> Path:
 def tiny_cfg(section: str = "train_facere", **overrides) -> TrainConfig:
     """The params.yaml section shrunk to seconds: 64 px, 1 epoch, batch 2, no workers, CPU."""
     values = load_section(section, REPO / "params.yaml", TrainConfig).model_dump()
-    values.update(min_size=64, max_size=64, max_epochs=1, batch_size=2, num_workers=0,
-                  accelerator="cpu", devices=1, log_every_n_steps=1)  # fmt: skip
+    values.update(
+        min_size=64,
+        max_size=64,
+        max_epochs=1,
+        batch_size=2,
+        num_workers=0,
+        accelerator="cpu",
+        devices=1,
+        log_every_n_steps=1,
+    )
     values.update(overrides)
     return parse_section(TrainConfig, values, "test")
 
@@ -35,19 +49,29 @@ def fp_paths(data: Path, out: Path, name: str = "train-facere") -> TrainPaths:
     """Facere-style paths: Fashionpedia train2020 for training, val2020 for validation."""
     fp = data / "fashionpedia"
     return TrainPaths(
-        train_ann=fp / "instances_attributes_train2020.json", train_img_dir=fp / "images/train",
-        val_ann=fp / "instances_attributes_val2020.json", val_img_dir=fp / "images/test",
-        out_dir=out / "models", live_dir=out / "dvclive", aim_repo=out, name=name,
-    )  # fmt: skip
+        train_ann=fp / "instances_attributes_train2020.json",
+        train_img_dir=fp / "images/train",
+        val_ann=fp / "instances_attributes_val2020.json",
+        val_img_dir=fp / "images/test",
+        out_dir=out / "models",
+        live_dir=out / "dvclive",
+        aim_repo=out,
+        name=name,
+    )
 
 
 def ff_paths(data: Path, out: Path, name: str = "finetune-facere-plus") -> TrainPaths:
     ff = data / "fashionfail"
     return TrainPaths(
-        train_ann=ff / "ff_train.json", train_img_dir=ff / "images/train",
-        val_ann=ff / "ff_val.json", val_img_dir=ff / "images/val",
-        out_dir=out / "models_plus", live_dir=out / "dvclive_plus", aim_repo=out, name=name,
-    )  # fmt: skip
+        train_ann=ff / "ff_train.json",
+        train_img_dir=ff / "images/train",
+        val_ann=ff / "ff_val.json",
+        val_img_dir=ff / "images/val",
+        out_dir=out / "models_plus",
+        live_dir=out / "dvclive_plus",
+        aim_repo=out,
+        name=name,
+    )
 
 
 def aim_runs(repo_dir: Path) -> dict:

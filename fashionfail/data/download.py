@@ -90,12 +90,17 @@ def download_official(cfg: OfficialSource, out_root: Path) -> dict[str, Any]:
     }
     if missing:
         first = ", ".join(f"{m['split']}/{m['file_name']} ({m['reason']})" for m in missing[:5])
-        message = (f"{len(missing)} of {len(jobs)} FashionFail images could not be downloaded "
-                   f"(first: {first})")
+        message = (
+            f"{len(missing)} of {len(jobs)} FashionFail images could not be downloaded "
+            f"(first: {first})"
+        )
         if cfg.fail_on_missing_images:
             raise MissingImagesError(
                 f"{message}; set download.official.fail_on_missing_images: false to go on "
-                "without them", report)
-        log.warning("%s; left out of ff_<split>.json with their annotations, listed in the "
-                    "report", message)
+                "without them",
+                report,
+            )
+        log.warning(
+            "%s; left out of ff_<split>.json with their annotations, listed in the report", message
+        )
     return report

@@ -123,8 +123,12 @@ def write_ff_split(published: Path, dest: Path, missing: list[dict]) -> dict[str
     else:
         with atomic_path(dest) as tmp:
             shutil.copyfile(published, tmp)
-    return {"images": len(data["images"]), "annotations": len(annotations),
-            "images_left_out": len(gone), "annotations_left_out": len(annotations) - len(kept)}
+    return {
+        "images": len(data["images"]),
+        "annotations": len(annotations),
+        "images_left_out": len(gone),
+        "annotations_left_out": len(annotations) - len(kept),
+    }
 
 
 @dataclass(frozen=True)
@@ -162,11 +166,13 @@ def fetch_images(
             todo.append(job)
     sessions = ThreadSessions()
     pool = ThreadPoolExecutor(max_workers=cfg.image_workers, thread_name_prefix="ff-image")
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="FashionFail images",
-               unit="img")
+    bar = tqdm(
+        total=len(jobs), initial=len(jobs) - len(todo), desc="FashionFail images", unit="img"
+    )
     try:
-        pending: dict[Future, _ImageJob] = {pool.submit(_fetch_image, j, cfg, sessions): j
-                                            for j in todo}
+        pending: dict[Future, _ImageJob] = {
+            pool.submit(_fetch_image, j, cfg, sessions): j for j in todo
+        }
         done_since_save = 0
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -176,9 +182,15 @@ def fetch_images(
                 split = stats[job.split]
                 if "missing" in result:
                     split["missing"] += 1
-                    missing.append({"split": job.split, "image_id": job.image_id,
-                                    "file_name": job.file_name, "url": job.url,
-                                    "reason": result["missing"]})
+                    missing.append(
+                        {
+                            "split": job.split,
+                            "image_id": job.image_id,
+                            "file_name": job.file_name,
+                            "url": job.url,
+                            "reason": result["missing"],
+                        }
+                    )
                 else:
                     split["fetched"] += 1
                     split["bytes"] += result["bytes"]
@@ -198,7 +210,10 @@ def fetch_images(
 
 
 def published_ff(
-    cfg: OfficialSource, ff_dir: Path, manifest: Manifest, session: requests.Session,
+    cfg: OfficialSource,
+    ff_dir: Path,
+    manifest: Manifest,
+    session: requests.Session,
     files: dict[str, dict],
 ) -> list[_ImageJob]:
     """Fetch the published FashionFail JSONs (reports into `files`); the image jobs they list."""
@@ -207,10 +222,16 @@ def published_ff(
         dest = ff_dir / "published" / f"ff_{split}.json"
         url = f"{cfg.fashionfail_url.rstrip('/')}/ff_{split}.json"
         files[f"fashionfail/published/{dest.name}"] = fetch_tracked(
-            url, dest, cfg, manifest, session, check=coco_json_problem)
+            url, dest, cfg, manifest, session, check=coco_json_problem
+        )
         jobs += [
-            _ImageJob(split, img["id"], img["file_name"], ff_image_url(img["original_url"]),
-                      ff_dir / "images" / split / img["file_name"])
+            _ImageJob(
+                split,
+                img["id"],
+                img["file_name"],
+                ff_image_url(img["original_url"]),
+                ff_dir / "images" / split / img["file_name"],
+            )
             for img in read_ff_images(dest)
         ]
     return jobs

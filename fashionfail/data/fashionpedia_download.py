@@ -78,7 +78,11 @@ def extract_zip(zip_path: Path, top: str, images_dir: Path) -> dict[str, int]:
 
 
 def fashionpedia_zip(
-    name: str, top: str, cfg: OfficialSource, fp_dir: Path, manifest: Manifest,
+    name: str,
+    top: str,
+    cfg: OfficialSource,
+    fp_dir: Path,
+    manifest: Manifest,
     session: requests.Session,
 ) -> tuple[dict, dict]:
     """Download and extract one zip unless its marker says it is in place; (file, zip) reports."""
@@ -87,7 +91,9 @@ def fashionpedia_zip(
     folder = fp_dir / "images" / top
     marker = load_json(marker_path) if marker_path.exists() else None
     if (
-        isinstance(marker, dict) and marker.get("url") == url and folder.is_dir()
+        isinstance(marker, dict)
+        and marker.get("url") == url
+        and folder.is_dir()
         and count_files(folder) == marker.get("files")
     ):
         skipped = {"url": url, "bytes": marker["zip_bytes"], "status": "skipped", "attempts": 0}
@@ -105,7 +111,10 @@ def fashionpedia_zip(
 
 
 def fetch_fashionpedia(
-    cfg: OfficialSource, fp_dir: Path, manifest: Manifest, session: requests.Session,
+    cfg: OfficialSource,
+    fp_dir: Path,
+    manifest: Manifest,
+    session: requests.Session,
     files: dict[str, dict],
 ) -> dict[str, dict]:
     """Fetch the annotations and the zips into `fp_dir` (file reports into `files`); zip reports."""

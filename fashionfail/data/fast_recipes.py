@@ -201,8 +201,10 @@ class FastPaperRecipe(torch.nn.Module):
         masks = _sample_masks(masks, rows.mask_index, cols.mask_index)
 
         if pad is None:  # the output lies inside the (flipped, cropped) image
-            pixels, coverage = _resize_canvas(image, (y0, x0, can_h, can_w), (mid_h, mid_w),
-                                              (out_h, out_w), flip), None  # fmt: skip
+            pixels, coverage = (
+                _resize_canvas(image, (y0, x0, can_h, can_w), (mid_h, mid_w), (out_h, out_w), flip),
+                None,
+            )
         else:  # zoom-out: the image covers part of the output, the fill the rest
             src = image
             # The literal's level of detail: where ScaleJitter shrinks the image below its size,
@@ -232,9 +234,16 @@ def _size_probe(height: int, width: int) -> tv_tensors.Mask:
 
 
 def _distorts(photo: dict[str, Any]) -> bool:
-    return any(photo[k] is not None for k in (
-        "brightness_factor", "contrast_factor", "saturation_factor", "hue_factor",
-        "channel_permutation"))  # fmt: skip
+    return any(
+        photo[k] is not None
+        for k in (
+            "brightness_factor",
+            "contrast_factor",
+            "saturation_factor",
+            "hue_factor",
+            "channel_permutation",
+        )
+    )
 
 
 def _sanitize(
@@ -258,8 +267,9 @@ def _crop_params(boxes: tv_tensors.BoundingBoxes, height: int, width: int):
     return p["top"], p["left"], p["height"], p["width"]
 
 
-def _compose(out_size: int, mid_size: int, can_size: int, origin: int, src_size: int, *,
-             flip: bool) -> _Axis:  # fmt: skip
+def _compose(
+    out_size: int, mid_size: int, can_size: int, origin: int, src_size: int, *, flip: bool
+) -> _Axis:
     """Output pixel -> source pixel along one axis. `origin` is the canvas' first pixel in
     (flipped) source coordinates: the crop offset, or minus the zoom-out padding."""
     a2, b2 = _centre_map(out_size, mid_size)  # model resize: mid = a2 * out + b2
@@ -313,8 +323,13 @@ def _shrink_source(image: torch.Tensor, rows: _Axis, cols: _Axis, foot_h: float,
     return small, rebase(rows, src_h, new_h), rebase(cols, src_w, new_w)
 
 
-def _resize_canvas(image: torch.Tensor, canvas: tuple[int, int, int, int], mid: tuple[int, int],
-                   out: tuple[int, int], flip: bool) -> torch.Tensor:  # fmt: skip
+def _resize_canvas(
+    image: torch.Tensor,
+    canvas: tuple[int, int, int, int],
+    mid: tuple[int, int],
+    out: tuple[int, int],
+    flip: bool,
+) -> torch.Tensor:
     """The literal image path without padding: crop, ScaleJitter to `mid` only where it shrinks
     (antialiased; its upscaling is folded into the model's resize, one bilinear map from the
     crop to `out`), the model's bilinear resize to `out`, flip (a mirror commutes with them)."""
@@ -346,8 +361,9 @@ def _sample_image(src: torch.Tensor, rows: _Axis, cols: _Axis, out_h: int, out_w
         sl = slice(int(run[0]), int(run[-1]) + 1) if len(run) else slice(0, 0)
         i0, i1, w0, w1, cov = (t[sl] for t in (i0, i1, w0, w1, cov))
         w0, w1 = w0 / cov, w1 / cov  # normalised: the image's own values, blended later
-        taps.append((sl, i0.clamp(0, size - 1), i1.clamp(0, size - 1), w0.float(), w1.float(),
-                     cov.float()))  # fmt: skip
+        taps.append(
+            (sl, i0.clamp(0, size - 1), i1.clamp(0, size - 1), w0.float(), w1.float(), cov.float())
+        )
     (rs, ry0, ry1, wy0, wy1, cy), (cs, cx0, cx1, wx0, wx1, cx) = taps
     # Rows first (gathered as uint8, then float), then columns.
     tmp = src.index_select(1, ry0).float().mul_(wy0[None, :, None])
@@ -375,8 +391,11 @@ def _photometric(img: torch.Tensor, p: dict[str, Any], contrast_mean: float) -> 
 
 
 def _blend(img: torch.Tensor, other: Any, factor: float) -> torch.Tensor:
-    return img.mul(factor).add_(other * (1.0 - factor) if not isinstance(other, float)
-                                else (1.0 - factor) * other).clamp_(0.0, 1.0)  # fmt: skip
+    return (
+        img.mul(factor)
+        .add_(other * (1.0 - factor) if not isinstance(other, float) else (1.0 - factor) * other)
+        .clamp_(0.0, 1.0)
+    )
 
 
 def _adjust_hue(img: torch.Tensor, factor: float) -> torch.Tensor:
@@ -411,8 +430,14 @@ def _contrast_mean(image: torch.Tensor, p: dict[str, Any]) -> float:
     return float(F.rgb_to_grayscale(sub).mean())
 
 
-def apply_literal(name: str, image: torch.Tensor, target: dict[str, Any], params: dict[str, Any],
-                  min_size: int = 800, max_size: int = 1333):  # fmt: skip
+def apply_literal(
+    name: str,
+    image: torch.Tensor,
+    target: dict[str, Any],
+    params: dict[str, Any],
+    min_size: int = 800,
+    max_size: int = 1333,
+):
     """The literal recipe `name` run with the given parameters (from FastPaperRecipe.draw),
     followed by the model's resize: the reference the fast recipe is checked against.
 
@@ -463,5 +488,3 @@ def _with_params(t: v2.Transform, sample: Any, params: dict[str, Any]) -> Any:
     needs = t._needs_transform_list(flat)
     out = [t.transform(x, params) if n else x for x, n in zip(flat, needs, strict=True)]
     return tree_unflatten(out, spec)
-
-

@@ -117,6 +117,10 @@ def val_transforms(name: str) -> v2.Compose:
     # The paper sanitises Facere's val boxes (min 10 px) but not Facere+'s.
     sanitize = [v2.SanitizeBoundingBoxes(min_size=10)] if name == "facere" else []
     return v2.Compose(
-        [v2.ToImage(), *sanitize, v2.ToDtype(torch.float32, scale=True),
-         v2.SanitizeBoundingBoxes(min_size=1)]
-    )  # fmt: skip
+        [
+            v2.ToImage(),
+            *sanitize,
+            v2.ToDtype(torch.float32, scale=True),
+            v2.SanitizeBoundingBoxes(min_size=1),
+        ]
+    )

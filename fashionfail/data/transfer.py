@@ -123,8 +123,14 @@ def fetch_file(
                     delay = cfg.backoff_s * 2 ** (attempt - 1)
                     if e.retry_after is not None:
                         delay = max(delay, min(e.retry_after, MAX_RETRY_AFTER_S))
-                    log.warning("%s: attempt %d/%d failed (%s); retrying in %.3g s",
-                                url, attempt, cfg.retries, reason, delay)
+                    log.warning(
+                        "%s: attempt %d/%d failed (%s); retrying in %.3g s",
+                        url,
+                        attempt,
+                        cfg.retries,
+                        reason,
+                        delay,
+                    )
                     time.sleep(delay)
                 continue
             problem = check(part) if check is not None else None
@@ -132,8 +138,9 @@ def fetch_file(
                 discard_part(part)  # a whole wrong body: the next attempt starts from zero
                 reason = f"content invalid: {problem}"
                 if attempt < cfg.retries:
-                    log.warning("%s: attempt %d/%d: %s; retrying", url, attempt, cfg.retries,
-                                reason)  # fmt: skip
+                    log.warning(
+                        "%s: attempt %d/%d: %s; retrying", url, attempt, cfg.retries, reason
+                    )
                     time.sleep(cfg.backoff_s * 2 ** (attempt - 1))
                 continue
             os.replace(part, dest)
@@ -251,10 +258,19 @@ def _receive(
         raise _Retryable(f"Content-Length {length} does not match the expected {expected} bytes")
 
     received = 0
-    with part.open(mode) as f, tqdm(
-        total=total, initial=offset, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-        disable=not progress, leave=False,
-    ) as bar:
+    with (
+        part.open(mode) as f,
+        tqdm(
+            total=total,
+            initial=offset,
+            desc=desc,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not progress,
+            leave=False,
+        ) as bar,
+    ):
         # read1 on the raw response: it returns what has arrived (up to CHUNK), so a dropped or
         # stalled connection loses nothing already received; iter_content/read(CHUNK) would
         # throw away a partly filled chunk, and those bytes are what a resume should keep.
@@ -293,7 +309,9 @@ class Manifest:
         and (with `check`) still of valid content; a file failing the check is deleted."""
         entry = self.entries.get(self.rel(path))
         if not (
-            entry is not None and entry.get("url") == url and path.is_file()
+            entry is not None
+            and entry.get("url") == url
+            and path.is_file()
             and path.stat().st_size == entry.get("bytes")
         ):
             return False
@@ -316,7 +334,11 @@ class Manifest:
 
 
 def fetch_tracked(
-    url: str, dest: Path, cfg: OfficialSource, manifest: Manifest, session: requests.Session,
+    url: str,
+    dest: Path,
+    cfg: OfficialSource,
+    manifest: Manifest,
+    session: requests.Session,
     check: Check | None = None,
 ) -> dict[str, Any]:
     """fetch_file, unless the manifest says `dest` is already complete (and `check` still passes);

@@ -91,8 +91,11 @@ def load_results(gt: COCO, results: Sequence[dict], iou_type: str) -> COCO:
             a.pop("bbox", None)
     if not anns:
         empty = COCO()
-        empty.dataset = {"images": list(gt.dataset["images"]), "annotations": [],
-                         "categories": copy.deepcopy(gt.dataset["categories"])}  # fmt: skip
+        empty.dataset = {
+            "images": list(gt.dataset["images"]),
+            "annotations": [],
+            "categories": copy.deepcopy(gt.dataset["categories"]),
+        }
         with contextlib.redirect_stdout(io.StringIO()):
             empty.createIndex()
         return empty
@@ -204,8 +207,13 @@ def weighted_metrics(
     per_class: dict[int, dict[str, float | int]], weights: dict[int, float]
 ) -> dict[str, float]:
     """mAP_w, mAP_w50, mAP_w75, mAR_w1, mAR_w100 (-1 if no weighted class has GT)."""
-    source = {"mAP_w": "AP", "mAP_w50": "AP50", "mAP_w75": "AP75",
-              "mAR_w1": "AR1", "mAR_w100": "AR100"}  # fmt: skip
+    source = {
+        "mAP_w": "AP",
+        "mAP_w50": "AP50",
+        "mAP_w75": "AP75",
+        "mAR_w1": "AR1",
+        "mAR_w100": "AR100",
+    }
     out = {}
     for key, metric in source.items():
         if not weights:

@@ -136,13 +136,21 @@ def write_overlays(
     for item in items:
         image = read_image(item.path, upright=False)  # GT coordinates: stored pixels
         gt_anns = gt.imgToAnns.get(item.image_id, [])
-        picture = side_by_side([
-            ("ground truth", draw_detections(image, gt_anns, names)),
-            (f"prediction (score >= {score_threshold:g})",
-             draw_detections(image, by_image.get(item.image_id, []), names,
-                             score_threshold=score_threshold,
-                             empty_note=f"no detections >= {score_threshold:g}")),
-        ])  # fmt: skip
+        picture = side_by_side(
+            [
+                ("ground truth", draw_detections(image, gt_anns, names)),
+                (
+                    f"prediction (score >= {score_threshold:g})",
+                    draw_detections(
+                        image,
+                        by_image.get(item.image_id, []),
+                        names,
+                        score_threshold=score_threshold,
+                        empty_note=f"no detections >= {score_threshold:g}",
+                    ),
+                ),
+            ]
+        )
         path = out_dir / f"{item.image_id}.png"
         save_png(picture, path)
         written.append((f"{item.image_id}: {item.path.name}", path))
@@ -176,8 +184,12 @@ def log_to_aim(
                 run.track(value, name=key, context={"subset": name, "iou_type": iou_type})
         for step, (caption, path) in enumerate(overlays):
             with Image.open(path) as im:
-                run.track(aim.Image(im.copy(), caption=caption), name="overlays", step=step,
-                          context={"subset": name})  # fmt: skip
+                run.track(
+                    aim.Image(im.copy(), caption=caption),
+                    name="overlays",
+                    step=step,
+                    context={"subset": name},
+                )
         return run.hash
     finally:
         run.close()
@@ -218,8 +230,9 @@ def evaluate(
     if predictions is not None:
         fmt = prediction_format or PRESETS["coco"]
         allowed = set(evaluated)
-        records = [r for r in load_prediction_file(predictions, gt, fmt)
-                   if r["category_id"] in allowed]  # fmt: skip
+        records = [
+            r for r in load_prediction_file(predictions, gt, fmt) if r["category_id"] in allowed
+        ]
         source = {"predictions": str(predictions), **dataclasses.asdict(fmt)}
     else:
         model, space = load_model(checkpoint, model_classes=model_classes)
@@ -229,10 +242,16 @@ def evaluate(
                 f"{classes} classes"
             )
         records = predict(
-            model, space, items, batch_size=cfg.batch_size, device=cfg.device,
-            keep_categories=evaluated, num_workers=cfg.num_workers, progress=progress,
+            model,
+            space,
+            items,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
+            keep_categories=evaluated,
+            num_workers=cfg.num_workers,
+            progress=progress,
             box_decimals=cfg.box_decimals,
-        )  # fmt: skip
+        )
         source = {"checkpoint": str(checkpoint)}
     metrics, per_class, weights = evaluate_results(gt, records, evaluated)
     metrics.update({"num_images": len(items), "num_predictions": len(records)})

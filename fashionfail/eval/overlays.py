@@ -41,8 +41,10 @@ def decode_mask(segmentation: dict | list, height: int, width: int) -> np.ndarra
         rle = mask_utils.frPyObjects(segmentation, height, width)
     else:
         counts = segmentation["counts"]
-        rle = {"size": segmentation["size"],
-               "counts": counts.encode("ascii") if isinstance(counts, str) else counts}  # fmt: skip
+        rle = {
+            "size": segmentation["size"],
+            "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+        }
     return mask_utils.decode(rle)
 
 
@@ -94,9 +96,14 @@ def draw_detections(
     ]
     # White text on a box-coloured tag: readable on any background, even over its own mask.
     return draw_bounding_boxes(
-        out, boxes, labels=labels, colors=colours, width=2, fill_labels=True,
+        out,
+        boxes,
+        labels=labels,
+        colors=colours,
+        width=2,
+        fill_labels=True,
         label_colors="white",
-    )  # fmt: skip
+    )
 
 
 NOTE_COLOUR = (200, 0, 0)

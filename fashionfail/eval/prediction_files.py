@@ -69,11 +69,13 @@ def _to_category(class_ids: str) -> tuple[dict[int, int], str]:
 
 def _xywh(boxes: np.ndarray, order: str) -> np.ndarray:
     if order == "xyxy":
-        return np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0],
-                         boxes[:, 3] - boxes[:, 1]], axis=1)  # fmt: skip
+        return np.stack(
+            [boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1
+        )
     if order == "yxyx":
-        return np.stack([boxes[:, 1], boxes[:, 0], boxes[:, 3] - boxes[:, 1],
-                         boxes[:, 2] - boxes[:, 0]], axis=1)  # fmt: skip
+        return np.stack(
+            [boxes[:, 1], boxes[:, 0], boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]], axis=1
+        )
     return boxes
 
 
@@ -109,14 +111,14 @@ def _rle(mask: object, where: str, size: tuple[int, int]) -> dict:
     if not isinstance(counts, str):
         raise DataError(f"{where}: mask counts must be a compressed RLE string (bytes or str)")
     if tuple(int(v) for v in mask["size"]) != size:
-        raise DataError(f"{where}: mask size {list(mask['size'])} differs from the image's "
-                        f"{list(size)} (height, width)")  # fmt: skip
+        raise DataError(
+            f"{where}: mask size {list(mask['size'])} differs from the image's "
+            f"{list(size)} (height, width)"
+        )
     return {"size": list(size), "counts": counts}
 
 
-def load_prediction_file(
-    path: str | os.PathLike, gt: COCO, fmt: PredictionFormat
-) -> list[dict]:
+def load_prediction_file(path: str | os.PathLike, gt: COCO, fmt: PredictionFormat) -> list[dict]:
     """COCO result records (Fashionpedia category ids, xywh boxes, str RLE) from `path`.
 
     Images are matched to the GT by file name. DataError if the file is empty, names images the
@@ -136,13 +138,17 @@ def load_prediction_file(
         if not isinstance(rec, dict):
             raise DataError(f"{path}: record {k} is a {type(rec).__name__}, expected a dict")
         if path.suffix.lower() == ".json":
-            lacking = [key for key in ("category_id", "bbox", "score", "segmentation")
-                       if key not in rec]  # fmt: skip
+            lacking = [
+                key for key in ("category_id", "bbox", "score", "segmentation") if key not in rec
+            ]
             if lacking:
                 raise DataError(f"{path}: result {k} lacks {', '.join(lacking)}")
             detections = [rec]
-            image = by_id.get(rec.get("image_id")) if "image_id" in rec else by_name.get(
-                PurePosixPath(str(rec.get("file_name", ""))).name)  # fmt: skip
+            image = (
+                by_id.get(rec.get("image_id"))
+                if "image_id" in rec
+                else by_name.get(PurePosixPath(str(rec.get("file_name", ""))).name)
+            )
             name = str(rec.get("image_id", rec.get("file_name")))
         else:
             name = PurePosixPath(str(rec.get("image_file", ""))).name
@@ -160,17 +166,21 @@ def load_prediction_file(
             if not isinstance(cls, (int, np.integer)) or int(cls) not in to_category:
                 raise DataError(f"{where}: class id {cls!r} outside {valid} ({fmt.class_ids})")
             box = np.asarray(det["bbox"], dtype=np.float64).reshape(1, 4)
-            out.append({
-                "image_id": image["id"],
-                "category_id": to_category[int(cls)],
-                "bbox": [float(v) for v in _xywh(box, fmt.box_order)[0]],
-                "score": float(det["score"]),
-                "segmentation": _rle(det["segmentation"], where, size),
-            })  # fmt: skip
+            out.append(
+                {
+                    "image_id": image["id"],
+                    "category_id": to_category[int(cls)],
+                    "bbox": [float(v) for v in _xywh(box, fmt.box_order)[0]],
+                    "score": float(det["score"]),
+                    "segmentation": _rle(det["segmentation"], where, size),
+                }
+            )
     if unknown:
         shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-        raise DataError(f"{path}: {len(unknown)} of {len(records)} records name images not in "
-                        f"the GT file: {shown}")  # fmt: skip
+        raise DataError(
+            f"{path}: {len(unknown)} of {len(records)} records name images not in "
+            f"the GT file: {shown}"
+        )
     return out
 
 
@@ -184,10 +194,14 @@ def _split_record(rec: dict, where: str) -> list[dict]:
     boxes = np.asarray(rec["boxes"], dtype=np.float64).reshape(-1, 4)
     masks: Sequence = list(rec["masks"])
     if not len(classes) == len(scores) == len(boxes) == len(masks):
-        raise DataError(f"{where}: {len(classes)} classes, {len(scores)} scores, "
-                        f"{len(boxes)} boxes and {len(masks)} masks; expected one of each "
-                        "per detection")  # fmt: skip
+        raise DataError(
+            f"{where}: {len(classes)} classes, {len(scores)} scores, "
+            f"{len(boxes)} boxes and {len(masks)} masks; expected one of each "
+            "per detection"
+        )
     if classes.size and not np.all(np.equal(np.mod(classes, 1), 0)):
         raise DataError(f"{where}: class ids must be integers")
-    return [{"category_id": int(c), "score": s, "bbox": b, "segmentation": m}
-            for c, s, b, m in zip(classes, scores, boxes, masks, strict=True)]  # fmt: skip
+    return [
+        {"category_id": int(c), "score": s, "bbox": b, "segmentation": m}
+        for c, s, b, m in zip(classes, scores, boxes, masks, strict=True)
+    ]

@@ -137,8 +137,14 @@ def build_model(
         if layout == "pretrained":
             return _pretrained_layout(arch, num_classes, size)
         kwargs = {} if arch.endswith("_v2") else {"norm_layer": nn.BatchNorm2d}
-        return fn(weights=None, weights_backbone=None, num_classes=num_classes,
-                  trainable_backbone_layers=5, **size, **kwargs)  # fmt: skip
+        return fn(
+            weights=None,
+            weights_backbone=None,
+            num_classes=num_classes,
+            trainable_backbone_layers=5,
+            **size,
+            **kwargs,
+        )
     if arch == "resnet18_fpn":
         backbone = resnet_fpn_backbone(
             backbone_name="resnet18", weights=None, norm_layer=nn.BatchNorm2d, trainable_layers=5
@@ -146,21 +152,30 @@ def build_model(
         return MaskRCNN(backbone, num_classes=num_classes, **size)
     if arch == "mobilenet_v3_fpn":
         backbone = mobilenet_backbone(
-            backbone_name="mobilenet_v3_large", weights=None, fpn=True,
-            norm_layer=nn.BatchNorm2d, trainable_layers=6,
-        )  # fmt: skip
+            backbone_name="mobilenet_v3_large",
+            weights=None,
+            fpn=True,
+            norm_layer=nn.BatchNorm2d,
+            trainable_layers=6,
+        )
         sizes = ((32, 64, 128, 256, 512),) * 3
         anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * 3)
         return MaskRCNN(backbone, num_classes=num_classes, rpn_anchor_generator=anchors, **size)
     # tiny: anchors for objects of ~10-150 px at the CPU default image size.
     return _light_maskrcnn(
-        _tiny_backbone(), num_classes, ((16,), (32,), (64,), (128,)),
+        _tiny_backbone(),
+        num_classes,
+        ((16,), (32,), (64,), (128,)),
         # Few objects per small image: fewer proposals and RoI samples (NMS and RoIAlign dominate
         # the CPU step time) lose nothing here.
-        rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
-        rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=150,
-        box_batch_size_per_image=64, rpn_batch_size_per_image=128, **size,
-    )  # fmt: skip
+        rpn_pre_nms_top_n_train=600,
+        rpn_post_nms_top_n_train=300,
+        rpn_pre_nms_top_n_test=300,
+        rpn_post_nms_top_n_test=150,
+        box_batch_size_per_image=64,
+        rpn_batch_size_per_image=128,
+        **size,
+    )
 
 
 def _pretrained_layout(arch: str, num_classes: int, size: dict) -> MaskRCNN:
@@ -278,9 +293,14 @@ def load_whole_model(model: MaskRCNN, path: str | Path) -> dict[str, int]:
     extra = [k for k in state if k not in own and not k.startswith(_PREDICTORS)]
     if missing or wrong or extra:
         key, what = next(
-            (k, w) for keys, w in ((missing, "missing"), (wrong, "has another shape"),
-                                   (extra, "is not in the model")) for k in keys
-        )  # fmt: skip
+            (k, w)
+            for keys, w in (
+                (missing, "missing"),
+                (wrong, "has another shape"),
+                (extra, "is not in the model"),
+            )
+            for k in keys
+        )
         raise ValueError(
             f"{path}: not the same architecture as the model being fine-tuned "
             f"({len(missing) + len(wrong) + len(extra)} keys differ; first: {key} {what})"
@@ -359,13 +379,17 @@ def load_trained(
             f"expected {expect_classes}"
         )
     model = build_model(
-        cfg["arch"], space.num_classes, min_size=cfg["min_size"], max_size=cfg["max_size"],
+        cfg["arch"],
+        space.num_classes,
+        min_size=cfg["min_size"],
+        max_size=cfg["max_size"],
         layout=_layout_of(ckpt),
-    )  # fmt: skip
+    )
     try:
         model.load_state_dict(_model_state(ckpt))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1].strip()
-        raise ValueError(f"{path}: weights do not fit {cfg['arch']} with {space.num_classes} "
-                         f"outputs: {first}") from None  # fmt: skip
+        raise ValueError(
+            f"{path}: weights do not fit {cfg['arch']} with {space.num_classes} outputs: {first}"
+        ) from None
     return model.eval(), space

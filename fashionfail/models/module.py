@@ -132,11 +132,20 @@ class MaskRCNNModule(pl.LightningModule):
                 return
             preds = self.model(images)
             self.val_map.update(
-                [{"boxes": p["boxes"], "scores": p["scores"], "labels": p["labels"],
-                  "masks": p["masks"][:, 0] > 0.5} for p in preds],
-                [{"boxes": t["boxes"], "labels": t["labels"], "masks": t["masks"].bool()}
-                 for t in targets],
-            )  # fmt: skip
+                [
+                    {
+                        "boxes": p["boxes"],
+                        "scores": p["scores"],
+                        "labels": p["labels"],
+                        "masks": p["masks"][:, 0] > 0.5,
+                    }
+                    for p in preds
+                ],
+                [
+                    {"boxes": t["boxes"], "labels": t["labels"], "masks": t["masks"].bool()}
+                    for t in targets
+                ],
+            )
 
     def on_validation_epoch_end(self) -> None:
         if not self._map_this_epoch():

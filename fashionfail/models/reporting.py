@@ -50,8 +50,13 @@ def mark_interrupted(repo: Path, run_hash: str) -> None:
     try:
         from aim import Run
 
-        run = Run(run_hash=run_hash, repo=str(repo), system_tracking_interval=None,
-                  log_system_params=False, capture_terminal_logs=False)  # fmt: skip
+        run = Run(
+            run_hash=run_hash,
+            repo=str(repo),
+            system_tracking_interval=None,
+            log_system_params=False,
+            capture_terminal_logs=False,
+        )
         set_status(run, "interrupted")
         run.close()
     except Exception as e:  # best effort: a missing or locked run must not stop training

@@ -261,8 +261,10 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     for part, ds in (("train", train_ds), ("val", val_ds)):
         data_checks[part] = ds.report.as_dict()
         if ds.report.summary():
-            print(f"{ds.ann_file}: {ds.report.summary()} (see {paths.out_dir / RUN_FILE})",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"{ds.ann_file}: {ds.report.summary()} (see {paths.out_dir / RUN_FILE})",
+                file=sys.stderr,
+            )
     # finetune_init original: the weights file's own structure (see build_model's layouts).
     original = cfg.weights_file is not None and cfg.finetune_init == "original"
     layout = weights_layout(cfg.weights) if original else "scratch"
@@ -342,10 +344,13 @@ def _fit(
             last,
             _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]),
             AimTags(paths.name, os.environ.get("DVC_EXP_NAME"), resumed=resume_from is not None),
-            *([BestScore(paths.live_dir / "best.json", paths.summary_key)]
-              if paths.summary_key else []),
+            *(
+                [BestScore(paths.live_dir / "best.json", paths.summary_key)]
+                if paths.summary_key
+                else []
+            ),
             *progress,
-        ],  # fmt: skip
+        ],
         default_root_dir=str(paths.out_dir),
         enable_model_summary=False,
         **{"enable_progress_bar": progress_bar, **cfg.trainer},
