@@ -27,7 +27,7 @@ bench: setup
 
 # The experiments table that fits 160 columns: mAP_w per evaluation, best val losses, changed params.
 exps: setup
-	dvc exp show --only-changed --drop 'Created|.*/' --keep '(plus_)?(fp|ff|best)_'
+	dvc exp show --only-changed --drop 'Created|.*/|fp_raw_' --keep '(plus_)?(fp|ff)_(box|mask)|(plus_)?best_'
 
 metrics: setup
 	dvc metrics show eval/*/summary.json dvclive/*/best.json

@@ -88,8 +88,8 @@ def test_experiments_show_params_and_metrics(project):
     assert "val.loss" in show  # dvclive metrics reach `dvc exp show` via top-level metrics:
     # The README's table (make exps) fits 160 columns and leads with the numbers to compare.
     table = _run(
-        r"COLUMNS=160 dvc exp show --no-pager --only-changed --drop 'Created|.*/' "
-        r"--keep '(plus_)?(fp|ff|best)_'",
+        r"COLUMNS=160 dvc exp show --no-pager --only-changed --drop 'Created|.*/|fp_raw_' "
+        r"--keep '(plus_)?(fp|ff)_(box|mask)|(plus_)?best_'",
         project,
     )
     print(table)
