@@ -57,9 +57,8 @@ def tiny_params(params: dict) -> dict:
     return params
 
 
-def copy_project(root: Path) -> Path:
-    """A git repo at root with this project's tracked and untracked (not ignored) files and tiny
-    params, committed on branch main."""
+def copy_files(root: Path) -> None:
+    """Copy this project's tracked and untracked (not ignored) files to root."""
     files = (
         subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -75,6 +74,12 @@ def copy_project(root: Path) -> Path:
         if src.is_file():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, root / rel)
+
+
+def copy_project(root: Path) -> Path:
+    """A git repo at root with this project's tracked and untracked (not ignored) files and tiny
+    params, committed on branch main."""
+    copy_files(root)
     params = tiny_params(yaml.safe_load((root / "params.yaml").read_text()))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from dvc_helpers import copy_files
 
 pytestmark = pytest.mark.slow
 
@@ -76,24 +76,6 @@ def _flat(d: dict, prefix: tuple = ()) -> dict:
     return out
 
 
-def _copy_project(root: Path) -> None:
-    files = (
-        subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / rel)
-
-
 def _fake_coco_weights(torch_home: Path) -> Path:
     """torchvision's COCO checkpoint for maskrcnn_resnet50_fpn_v2 as torchvision would cache it:
     same file name, keys and shapes (the 91-class COCO model), random values."""
@@ -118,7 +100,7 @@ def _state(ckpt: Path) -> tuple[dict, dict]:
 
 def test_paper_settings_run_on_cpu(tmp_path: Path) -> None:
     root = tmp_path / "project"
-    _copy_project(root)
+    copy_files(root)
     paper = yaml.safe_load((REPO / "params.paper.yaml").read_text())
     params = yaml.safe_load((REPO / "params.paper.yaml").read_text())
     for path, value in CHANGES.items():
