@@ -61,6 +61,8 @@ class MaskRCNNModule(pl.LightningModule):
 
     def __init__(self, train: dict[str, Any], layout: str = "scratch"):
         super().__init__()
+        if train.get("weights") == "coco":
+            layout = "pretrained"  # recorded as built, so Facere+ rebuilds Facere's structure
         self.save_hyperparameters()
         self.cfg: TrainConfig = parse_section(TrainConfig, dict(train), "checkpoint:train")
         self.space = LabelSpace(self.cfg.classes)
@@ -70,7 +72,7 @@ class MaskRCNNModule(pl.LightningModule):
             min_size=self.cfg.min_size,
             max_size=self.cfg.max_size,
             coco=self.cfg.weights == "coco",
-            layout="pretrained" if self.cfg.weights == "coco" else layout,
+            layout=layout,
         )
         self.val_map = MeanAveragePrecision(
             iou_type=("bbox", "segm"), backend=self.cfg.eval_map_backend
