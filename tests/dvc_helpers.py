@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from train_helpers import REPO, TINY_DATA
+from train_helpers import REPO, TINY_DATA, TINY_TRAIN
 
 
 def dvc_env() -> dict[str, str]:
@@ -42,16 +42,7 @@ def run(cmd, cwd, check=True, timeout=900) -> str:
 def tiny_params(params: dict) -> dict:
     params["download"]["synthetic"] = TINY_DATA.model_dump()
     for section in ("train_facere", "finetune_facere_plus"):
-        params[section].update(
-            min_size=64,
-            max_size=64,
-            max_epochs=1,
-            batch_size=2,
-            num_workers=0,
-            accelerator="cpu",
-            devices=1,
-            log_every_n_steps=1,
-        )
+        params[section].update(TINY_TRAIN)
     if "evaluate" in params:
         params["evaluate"].update(num_overlays=1)
     return params

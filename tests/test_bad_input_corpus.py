@@ -25,6 +25,7 @@ import yaml
 from PIL import Image
 from test_eval_stage import make_gt
 from test_predict import write_checkpoint, write_images
+from train_helpers import TINY_TRAIN
 
 from fashionfail.categories import fashionpedia_categories
 from fashionfail.config import load_section
@@ -121,19 +122,7 @@ def _ff(root: Path, synthetic_root: Path) -> Path:
 
 def _train_params(root: Path, **overrides) -> Path:
     values = load_section("finetune_facere_plus", REPO / "params.yaml").model_dump()
-    values.update(
-        weights="none",
-        min_size=64,
-        max_size=64,
-        max_epochs=1,
-        batch_size=2,
-        num_workers=0,
-        accelerator="cpu",
-        devices=1,
-        eval_map_every_n_epochs=0,
-        limit_train_batches=1,
-        log_every_n_steps=1,
-    )
+    values.update(TINY_TRAIN, weights="none", eval_map_every_n_epochs=0, limit_train_batches=1)
     values["betas"] = list(values["betas"])
     values.update(overrides)
     path = root / "params.yaml"

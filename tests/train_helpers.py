@@ -10,6 +10,17 @@ from fashionfail.models.train import TrainPaths
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The training values every tiny test run uses: 64 px, 1 epoch, batch 2, no workers, CPU.
+TINY_TRAIN = dict(
+    min_size=64,
+    max_size=64,
+    max_epochs=1,
+    batch_size=2,
+    num_workers=0,
+    accelerator="cpu",
+    devices=1,
+    log_every_n_steps=1,
+)
 TINY_DATA = SyntheticSource(
     seed=0,
     image_size=64,
@@ -31,16 +42,7 @@ def make_data(root: Path) -> Path:
 def tiny_cfg(section: str = "train_facere", **overrides) -> TrainConfig:
     """The params.yaml section shrunk to seconds: 64 px, 1 epoch, batch 2, no workers, CPU."""
     values = load_section(section, REPO / "params.yaml", TrainConfig).model_dump()
-    values.update(
-        min_size=64,
-        max_size=64,
-        max_epochs=1,
-        batch_size=2,
-        num_workers=0,
-        accelerator="cpu",
-        devices=1,
-        log_every_n_steps=1,
-    )
+    values.update(TINY_TRAIN)
     values.update(overrides)
     return parse_section(TrainConfig, values, "test")
 
