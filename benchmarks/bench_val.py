@@ -98,12 +98,18 @@ def _model_costs(size: int, steps: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _map_costs(backend: str, n_images: int) -> tuple[float, float]:
-    """(update, compute) seconds per image: 100 detections of 1024 x 683, 7 ground truths."""
+def _map_costs(backend: str, n_images: int, stock: bool = False) -> tuple[float, float]:
+    """(update, compute) seconds per image: 100 detections of 1024 x 683, 7 ground truths; with
+    the training's metric (ValMeanAveragePrecision) or torchmetrics' stock one."""
     from torchmetrics.detection import MeanAveragePrecision
 
+    from fashionfail.eval.val_map import ValMeanAveragePrecision
+
     rng = torch.Generator().manual_seed(1)
-    metric = MeanAveragePrecision(iou_type=("bbox", "segm"), backend=backend)
+    if stock:
+        metric = MeanAveragePrecision(iou_type=("bbox", "segm"), backend=backend)
+    else:
+        metric = ValMeanAveragePrecision(backend=backend)
     update = 0.0
     for _ in range(n_images):
         _, target = _image_and_target(rng)
@@ -183,44 +189,63 @@ def main() -> None:
             f"{model['train']:.2f}, val-loss forward {model['val_loss']:.2f} ({r_loss:.2f} of "
             f"a step), prediction forward {model['predict']:.2f} ({r_pred:.2f})"
         )
-    backends = ("pycocotools", "faster_coco_eval")
+    # (metric, backend): torchmetrics' stock metric (the old setting) and the training's one
+    kinds = [("stock", "pycocotools"), ("ours", "pycocotools"), ("ours", "faster_coco_eval")]
     if args.map_costs:
-        maps = {b: tuple(args.map_costs) for b in backends}
+        maps = {k: tuple(args.map_costs) for k in kinds}
     else:
-        maps = {b: _map_costs(b, args.map_images) for b in backends}
-    for backend, (upd, comp) in maps.items():
-        print(f"val mAP {backend:<17} update {upd:.3f} s/image, compute {comp:.4f} s/image")
+        maps = {k: _map_costs(k[1], args.map_images, stock=k[0] == "stock") for k in kinds}
+    for (kind, backend), (upd, comp) in maps.items():
+        name = "torchmetrics " if kind == "stock" else "training's   "
+        print(f"val mAP {name}{backend:<17} update {upd:.3f} s/image, compute {comp:.4f} s/image")
 
     t_train = 1.0 / args.train_img_s
     epoch = TRAIN_IMAGES * t_train
 
-    def overhead(images: int, backend: str, every: int) -> tuple[float, float]:
-        loss = VAL_IMAGES * r_loss * t_train
-        upd, comp = maps[backend]
-        m = 0.0 if every <= 0 else (images * (r_pred * t_train + upd + comp)) / every
+    trainer = paper.get("trainer") or {}
+    val_every = int(trainer.get("check_val_every_n_epoch") or 1)
+    val_frac = trainer.get("limit_val_batches")
+    val_frac = 1.0 if val_frac is None else float(val_frac)
+    if val_frac > 1:  # an int: that many val batches
+        val_frac = min(1.0, val_frac * paper.get("val_batch_size", 4) / VAL_IMAGES)
+
+    def overhead(
+        images: int, kind: tuple[str, str], every: int, frac: float = 1.0, val_n: int = 1
+    ) -> tuple[float, float]:
+        """Minutes per training epoch: val loss on `frac` of the images every `val_n` epochs,
+        val mAP on `images` every `every` validations."""
+        loss = VAL_IMAGES * frac * r_loss * t_train / val_n
+        upd, comp = maps[kind]
+        m = 0.0 if every <= 0 else (images * (r_pred * t_train + upd + comp)) / (every * val_n)
         return loss, m
 
-    rows = [("old: all images, pycocotools, every epoch", VAL_IMAGES, "pycocotools", 1)]
+    backend = paper.get("eval_map_backend", "pycocotools")
     k = paper.get("eval_map_images", 0) or VAL_IMAGES
-    rows.append(
+    rows = [
         (
-            f"paper settings: {k} images, {paper.get('eval_map_backend', 'pycocotools')}, "
+            "old: all images, torchmetrics + pycocotools, every epoch",
+            (VAL_IMAGES, ("stock", "pycocotools"), 1),
+        ),
+        (
+            f"paper settings: mAP on {k} images, {backend}, "
             f"every {paper['eval_map_every_n_epochs']} epoch(s)",
-            k,
-            paper.get("eval_map_backend", "pycocotools"),
-            paper["eval_map_every_n_epochs"],
-        )
-    )
+            (k, ("ours", backend), paper["eval_map_every_n_epochs"], val_frac, val_every),
+        ),
+    ]
     print(
         f"training epoch: {TRAIN_IMAGES} images at {args.train_img_s:g} img/s = {epoch / 60:.1f} "
         "min; validation per epoch (11,406 images):"
     )
-    print(f"  {'setting':<58} {'val loss':>9} {'val mAP':>9} {'overhead':>9}")
+    print(f"  {'setting':<72} {'val loss':>9} {'val mAP':>9} {'overhead':>9}")
     last = 0.0
-    for name, images, backend, every in rows:
-        loss, m = overhead(images, backend, every)
+    for name, row in rows:
+        loss, m = overhead(*row)
         last = 100 * (loss + m) / epoch
-        print(f"  {name:<58} {loss / 60:>7.1f} m {m / 60:>7.1f} m {last:>8.1f}%")
+        print(f"  {name:<72} {loss / 60:>7.1f} m {m / 60:>7.1f} m {last:>8.1f}%")
+    print(
+        f"  (val loss on {val_frac:.0%} of the val images every {val_every} epoch(s): "
+        "trainer.limit_val_batches / check_val_every_n_epoch of params.paper.yaml)"
+    )
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"val overhead: {last:.1f} % of a training epoch")
 

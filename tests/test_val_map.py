@@ -1,14 +1,18 @@
-"""Val mAP during training: faster-coco-eval agrees with pycocotools to 1e-4, and mAP is taken
-on a fixed subset (the first `eval_map_images` val images) while the val loss uses them all."""
+"""Val mAP during training: faster-coco-eval agrees with pycocotools to 1e-4; the training's metric
+(a cheaper mask encoding, pycocotools' RLE bit for bit) gives torchmetrics' stock results; mAP is
+taken on a fixed subset (the first `eval_map_images` val images) while the val loss uses them
+all."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from pycocotools import mask as coco_mask
 from torchmetrics.detection import MeanAveragePrecision
 from train_helpers import tiny_cfg
 
+from fashionfail.eval.val_map import ValMeanAveragePrecision, encode_masks
 from fashionfail.models.module import MaskRCNNModule
 
 
@@ -79,6 +83,58 @@ def test_faster_coco_eval_equals_pycocotools(seed: int) -> None:
     assert 0 < float(ref["segm_map"]) < 1 and 0 < float(ref["bbox_map"]) < 1
     for k in keys:
         assert float(fast[k]) == pytest.approx(float(ref[k]), abs=1e-4), k
+
+
+def _awkward_masks(h: int = 37, w: int = 53) -> torch.Tensor:
+    """Empty, full, single corner pixels, first/last columns and rows, ragged shapes, noise."""
+    g = torch.Generator().manual_seed(0)
+    masks = torch.zeros(12, h, w, dtype=torch.bool)
+    masks[1] = True
+    masks[2, 0, 0] = True
+    masks[3, -1, -1] = True
+    masks[4, :, 0] = True
+    masks[5, :, -1] = True
+    masks[6, 0, :] = True
+    masks[7, -1, 3:9] = True
+    masks[8, 5:20, 10:30] = torch.rand(15, 20, generator=g) > 0.4
+    masks[9, 2:30, 40:] = True
+    masks[10] = torch.rand(h, w, generator=g) > 0.5
+    masks[11, 10:12, 20] = True  # one column, two pixels
+    return masks
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster_coco_eval"])
+def test_encode_masks_equals_pycocotools(backend: str) -> None:
+    if backend == "pycocotools":
+        utils = coco_mask
+    else:
+        from faster_coco_eval.core import mask as utils
+    masks = _awkward_masks()
+    got = encode_masks(masks, utils)
+    want = [utils.encode(np.asfortranarray(m.numpy())) for m in masks]
+    assert len(got) == len(want)
+    for k, ((size, counts), ref) in enumerate(zip(got, want, strict=True)):
+        assert list(size) == list(ref["size"]), k
+        assert counts == ref["counts"], k
+    assert encode_masks(torch.zeros((0, 4, 6), dtype=torch.bool)) == []
+    # uint8 masks (as ground truth arrives) encode like bool ones
+    assert encode_masks(masks.to(torch.uint8), utils) == got
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster_coco_eval"])
+def test_val_metric_equals_torchmetrics(backend: str) -> None:
+    ours = ValMeanAveragePrecision(backend=backend)
+    stock = MeanAveragePrecision(iou_type=("bbox", "segm"), backend=backend)
+    for seed in (3, 4):  # two updates, as two val batches
+        preds, targets = _preds_and_targets(seed)
+        ours.update(preds, [{**t, "masks": t["masks"].to(torch.uint8)} for t in targets])
+        stock.update(preds, targets)
+    got, want = ours.compute(), stock.compute()
+    keys = [k for k in want if k.startswith(("bbox_", "segm_")) and want[k].numel() == 1]
+    assert len(keys) >= 20
+    for key in keys:
+        assert float(got[key]) == pytest.approx(float(want[key]), abs=1e-9), key
+    assert 0.05 < float(want["segm_map"]) < 0.95  # a score that a wrong mask encoding moves
 
 
 def test_val_map_on_a_fixed_subset(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -105,12 +105,15 @@ class DetectionDataset(Dataset):
             }
         keep = torch.tensor([not c for c in target.pop("iscrowd")], dtype=torch.bool)
         labels = torch.tensor([self._lut[int(c)] for c in target["labels"]], dtype=torch.int64)
+        boxes, masks = target["boxes"], target["masks"]
+        if not keep.all():  # crowd annotations never reach training (masks are big: index once)
+            boxes, labels, masks = boxes[keep], labels[keep], masks[keep]
         return {
             "image_id": target["image_id"],
             # torchvision's RoI heads require float boxes; COCO integer boxes arrive as int64.
-            "boxes": tv_tensors.wrap(target["boxes"][keep].float(), like=target["boxes"]),
-            "labels": labels[keep],
-            "masks": tv_tensors.Mask(target["masks"][keep]),
+            "boxes": tv_tensors.wrap(boxes.float(), like=target["boxes"]),
+            "labels": labels,
+            "masks": tv_tensors.Mask(masks),
         }
 
 

@@ -17,9 +17,11 @@ gives the same parameters in both) and computes the sample at the model's size i
   source is first shrunk the same way to that size, so the result keeps the literal's level of
   detail; big intermediate canvases are never built. Zoom-out padding is the fill value blended
   with the image's coverage of each output pixel.
-- the photometric distortion uses the literal parameters and torchvision's formulas, applied to
-  the output (pointwise steps commute with resampling) with the contrast step's grey mean taken
-  from the source image, as the literal recipe takes it (before crop and zoom-out).
+- the photometric distortion uses the literal parameters and torchvision's formulas, with the
+  contrast step's grey mean taken from the source image, as the literal recipe takes it (before
+  crop and zoom-out). Without zoom-out it runs on the crop before the upscaling to the output
+  (the literal's order), rounded to uint8 as the literal's is; with zoom-out, on the output
+  (pointwise steps commute with resampling).
 
 The output is what the literal recipe followed by the model's resize gives (checked by
 tests/test_fast_recipes.py: size, boxes within 1 px, mask IoU, image PSNR); the model's resize is
@@ -192,19 +194,20 @@ class FastPaperRecipe(torch.nn.Module):
             [mid_w, mid_h] * 2, dtype=torch.float32
         )
         boxes = tv_tensors.wrap(boxes * ratio, like=boxes, canvas_size=(out_h, out_w))
+        # train_transforms' closing guard (SanitizeBoundingBoxes(1) at the model's size), here so
+        # that the masks are indexed once.
+        boxes, keep = _sanitize(boxes, keep, min_size=1)
 
         # Per-axis maps: output -> ScaleJitter canvas -> flip/crop/pad canvas -> source.
         rows = _compose(out_h, mid_h, can_h, y0, src_h, flip=False)
         cols = _compose(out_w, mid_w, can_w, x0, src_w, flip=flip)
 
-        masks = target["masks"][keep]
-        masks = _sample_masks(masks, rows.mask_index, cols.mask_index)
+        masks = _sample_masks(target["masks"], keep, rows.mask_index, cols.mask_index)
 
         if pad is None:  # the output lies inside the (flipped, cropped) image
-            pixels, coverage = (
-                _resize_canvas(image, (y0, x0, can_h, can_w), (mid_h, mid_w), (out_h, out_w), flip),
-                None,
-            )
+            canvas = (y0, x0, can_h, can_w)
+            pixels = _resize_canvas(image, canvas, (mid_h, mid_w), (out_h, out_w), flip, photo)
+            coverage = None
         else:  # zoom-out: the image covers part of the output, the fill the rest
             src = image
             # The literal's level of detail: where ScaleJitter shrinks the image below its size,
@@ -213,8 +216,8 @@ class FastPaperRecipe(torch.nn.Module):
             if foot_h < src_h or foot_w < src_w:
                 src, rows, cols = _shrink_source(image, rows, cols, foot_h, foot_w)
             pixels, coverage, (rs, cs) = _sample_image(src, rows, cols, out_h, out_w)
-        if _distorts(photo):
-            pixels = _photometric(pixels, photo, _contrast_mean(image, photo))
+            if _distorts(photo):  # on the output: pointwise steps commute with resampling
+                pixels = _photometric(pixels, photo, _contrast_mean(image, photo))
         if coverage is not None:
             canvas = torch.full((3, out_h, out_w), _FILL)
             canvas[:, rs, cs] = pixels.sub_(_FILL).mul_(coverage).add_(_FILL)
@@ -285,11 +288,17 @@ def _compose(
     return _Axis(a, b, lo, hi, idx)
 
 
-def _sample_masks(masks: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """Masks at the output size: out[k, v, u] = masks[k, rows[v], cols[u]] (0 where an index is
-    -1). Each mask is sampled only over the output rows/columns that map into its own extent."""
-    out = torch.zeros((len(masks), len(rows), len(cols)), dtype=masks.dtype)
-    for k, m in enumerate(masks):
+def _sample_masks(
+    masks: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+) -> torch.Tensor:
+    """The kept masks at the output size: out[k, v, u] = kept[k, rows[v], cols[u]] (0 where an
+    index is -1). Each mask is sampled only over the output rows/columns that map into its own
+    extent; the input masks are read in place, never copied."""
+    masks = masks.as_subclass(torch.Tensor)
+    kept = keep.nonzero().flatten().tolist()
+    out = torch.zeros((len(kept), len(rows), len(cols)), dtype=masks.dtype)
+    for k, i in enumerate(kept):
+        m = masks[i]
         r_any = m.any(dim=1).nonzero().flatten()
         c_any = m.any(dim=0).nonzero().flatten()
         if not len(r_any):
@@ -329,21 +338,35 @@ def _resize_canvas(
     mid: tuple[int, int],
     out: tuple[int, int],
     flip: bool,
+    photo: dict[str, Any],
 ) -> torch.Tensor:
     """The literal image path without padding: crop, ScaleJitter to `mid` only where it shrinks
     (antialiased; its upscaling is folded into the model's resize, one bilinear map from the
-    crop to `out`), the model's bilinear resize to `out`, flip (a mirror commutes with them)."""
+    crop to `out`), the model's bilinear resize to `out`, flip (a mirror commutes with them).
+
+    The photometric distortion runs on whichever has fewer pixels: the crop (shrunk where
+    ScaleJitter shrinks) before the final resize, rounded to uint8 as the literal's distortion of
+    the uint8 image is (the literal's order), or the output (pointwise steps commute with
+    resampling)."""
     y0, x0, h, w = canvas
     if flip:  # the crop was taken from the flipped image
         x0 = image.shape[-1] - x0 - w
     crop = image[:, y0 : y0 + h, x0 : x0 + w].as_subclass(torch.Tensor)
     if mid[0] < h:
         crop = F.resize_image(crop, list(mid), antialias=True)
+    distort = _distorts(photo)
+    before = distort and crop.shape[-2] * crop.shape[-1] <= out[0] * out[1]
+    if before:
+        pixels = _photometric(crop.float().div_(255.0), photo, _contrast_mean(image, photo))
+        crop = pixels.mul_(255.0).round_().to(torch.uint8)
     x = crop[None].contiguous(memory_format=torch.channels_last)
     x = nnf.interpolate(x, size=out, mode="bilinear", align_corners=False)[0]
     if flip:
         x = x.flip(-1)
-    return x.float().div_(255.0).contiguous()
+    x = x.float().div_(255.0).contiguous()
+    if distort and not before:
+        x = _photometric(x, photo, _contrast_mean(image, photo))
+    return x
 
 
 def _sample_image(src: torch.Tensor, rows: _Axis, cols: _Axis, out_h: int, out_w: int):
@@ -403,15 +426,16 @@ def _adjust_hue(img: torch.Tensor, factor: float) -> torch.Tensor:
     r, g, b = img.unbind(0)
     minc, maxc = torch.aminmax(img, dim=0)
     chroma = maxc - minc
-    safe = torch.where(chroma > 0, chroma, 1.0)
-    from_g = torch.where(maxc == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
-    hue = torch.where(maxc == r, (g - b) / safe, from_g)
-    hue = hue.div_(6.0).add_(1.0 + factor).remainder_(1.0).mul_(6.0)  # sector position 0..6
-    out = []
-    for n in (5.0, 3.0, 1.0):  # hsv -> rgb: v - c * clamp(min(k, 4 - k), 0, 1)
-        k = (hue + n).remainder_(6.0)
-        out.append(maxc - chroma * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0))
-    return torch.stack(out)
+    inv = torch.where(chroma > 0, chroma, 1.0).reciprocal_()
+    # hue in sextants [0, 6): max r: (g - b) / c; max g: (b - r) / c + 2; max b: (r - g) / c + 4
+    hue = torch.where(maxc == g, (b - r).mul_(inv).add_(2.0), (r - g).mul_(inv).add_(4.0))
+    hue = torch.where(maxc == r, (g - b).mul_(inv), hue)
+    hue.add_(6.0 * (1.0 + factor)).remainder_(6.0)
+    out = torch.empty_like(img)
+    for ch, n in enumerate((5.0, 3.0, 1.0)):  # hsv -> rgb: v - c * clamp(2 - |k - 2|, 0, 1)
+        k = torch.add(hue, n).remainder_(6.0).sub_(2.0).abs_().neg_().add_(2.0).clamp_(0.0, 1.0)
+        torch.sub(maxc, k.mul_(chroma), out=out[ch])
+    return out
 
 
 def _contrast_mean(image: torch.Tensor, p: dict[str, Any]) -> float:

@@ -101,9 +101,8 @@ def train_transforms(
     if impl == "fast" and name in ("facere", "facere_plus"):
         from fashionfail.data.fast_recipes import FastPaperRecipe
 
-        return v2.Compose(
-            [FastPaperRecipe(name, min_size, max_size), v2.SanitizeBoundingBoxes(min_size=1)]
-        )
+        # FastPaperRecipe closes with SanitizeBoundingBoxes(min_size=1) itself (masks indexed once).
+        return v2.Compose([FastPaperRecipe(name, min_size, max_size)])
     steps = _train(name)
     return v2.Compose([v2.ToImage(), *steps, v2.SanitizeBoundingBoxes(min_size=1)])
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torchmetrics.detection import MeanAveragePrecision
 
 from fashionfail.categories import LabelSpace
 from fashionfail.config import TrainConfig, parse_section
+from fashionfail.eval.val_map import ValMeanAveragePrecision
 from fashionfail.models.factory import build_model
 
 # torchmetrics' result keys -> our metric names (logged as val/<iou>_<name>).
@@ -74,9 +74,7 @@ class MaskRCNNModule(pl.LightningModule):
             coco=self.cfg.weights == "coco",
             layout=layout,
         )
-        self.val_map = MeanAveragePrecision(
-            iou_type=("bbox", "segm"), backend=self.cfg.eval_map_backend
-        )
+        self.val_map = ValMeanAveragePrecision(backend=self.cfg.eval_map_backend)
         self._map_images = 0  # images scored for val mAP so far this validation epoch
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
