@@ -9,6 +9,7 @@ are seeded alike, so fast and literal draw the same parameters.
 
     python benchmarks/bench_loader.py [--samples 40] [--literal-samples 12] [--workers 2]
                                       [--data /tmp/fashionfail-bench-data]
+                                      [--fp-images 24] [--ff-images 12]
 
 Last line: `loader: facere <s> s, facere_plus <s> s per sample (median, 1 core)` for the
 paper default (augment_impl: fast).
@@ -129,6 +130,8 @@ def main() -> None:
     ap.add_argument("--literal-samples", type=int, default=12, help="samples per literal case")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for images/s")
     ap.add_argument("--data", default="/tmp/fashionfail-bench-data", help="synthetic data cache")
+    ap.add_argument("--fp-images", type=int, default=24, help="Fashionpedia-like images made")
+    ap.add_argument("--ff-images", type=int, default=12, help="FashionFail-like images made")
     ap.add_argument("--one", nargs=3, metavar=("RECIPE", "IMPL", "DATA"), help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -136,7 +139,7 @@ def main() -> None:
         args.recipe, args.impl, args.which = args.one
         _one(args)
         return
-    root = _data(Path(args.data), fp_images=24, ff_images=12)
+    root = _data(Path(args.data), fp_images=args.fp_images, ff_images=args.ff_images)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"{'recipe':<12} {'impl':<8} {'data':<14} {'median s':>9} {'p95 s':>8} {'max s':>8} "
