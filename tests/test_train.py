@@ -169,10 +169,16 @@ def test_killed_training_resumes_from_last_checkpoint(data, tmp_path):
     assert killed_epoch < 7, "the run finished before it could be killed"
     run_info = orjson.loads((out / "run.json").read_bytes())
     assert run_info["status"] == "running"
+    # dvclive one row ahead of last.ckpt (killed between the two writes, or a live folder
+    # restored from another run): the resume must not keep that row.
+    val_loss = fp_paths(data, tmp_path).live_dir / "plots/metrics/val/loss.tsv"
+    val_loss.write_text(val_loss.read_text() + "9999\t0.5\n")
 
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Restoring states from the checkpoint path" in done.stdout + done.stderr
+    steps = [int(r.split("\t")[0]) for r in val_loss.read_text().splitlines()[1:]]
+    assert len(steps) == 8 and steps == sorted(set(steps)), steps  # one row per epoch, in order
     final = orjson.loads((out / "run.json").read_bytes())
     assert final["status"] == "complete" and final["epochs"] == 8
     assert final["aim_run_hash"] == run_info["aim_run_hash"]  # the same Aim run goes on

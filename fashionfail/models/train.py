@@ -171,6 +171,28 @@ class _RunFile(pl.Callback):
             dump_json(self.info, self.run_file, indent=True)
 
 
+def trim_live_dir(live_dir: Path, ckpt: Path) -> int:
+    """Before a resume from `ckpt`: drop dvclive's rows logged after that checkpoint (a run killed
+    between dvclive's epoch-end write and the checkpoint's, or a live folder restored from
+    another run), so the resumed run appends no duplicate or foreign steps. Returns the rows
+    dropped."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+    step = int(state.get("global_step", 0))
+    dropped = 0
+    for tsv in sorted((live_dir / "plots" / "metrics").rglob("*.tsv")):
+        lines = tsv.read_text().splitlines(keepends=True)
+        if not lines:
+            continue
+        col = lines[0].rstrip("\n").split("\t").index("step")
+        keep = [lines[0]] + [r for r in lines[1:] if int(r.split("\t")[col]) < step]
+        if len(keep) < len(lines):
+            dropped += len(lines) - len(keep)
+            tmp = tsv.with_name(tsv.name + ".tmp")
+            tmp.write_text("".join(keep))
+            tmp.replace(tsv)
+    return dropped
+
+
 def _loggers(cfg: TrainConfig, paths: TrainPaths, info: dict, resume: bool) -> list:
     from aim.pytorch_lightning import AimLogger
     from dvclive.lightning import DVCLiveLogger
@@ -301,6 +323,13 @@ def _fit(
 
     _tag_killed_run(paths)
     resume_from, info = _prepare_out_dir(cfg, paths, data_checks)
+    if resume_from is not None and _is_main_process() and paths.live_dir.is_dir():
+        dropped = trim_live_dir(paths.live_dir, resume_from)
+        if dropped:
+            print(
+                f"resume: dropped {dropped} dvclive rows logged after {resume_from}",
+                file=sys.stderr,
+            )
     if resume_from is None and init_counts is not None:
         print(f"initial weights from {cfg.weights}: {init_counts}")
 
