@@ -1,5 +1,6 @@
 """train() end to end on tiny synthetic data: checkpoints, loggers, resume, DDP, seed commands."""
 
+import io
 import os
 import signal
 import socket
@@ -42,7 +43,9 @@ def test_train_writes_checkpoints_and_the_same_metrics_to_aim_and_dvclive(data, 
     runs = _aim_metrics(paths.aim_repo)
     assert list(runs) == ["train-facere"]
     run_hash, series, hparams = runs["train-facere"]
-    assert run_hash == run_info["aim_run_hash"]
+    assert "aim_run_hash" not in run_info and "pid" not in run_info  # a DVC output: stable
+    assert _aim_fingerprint(paths.aim_repo, run_hash) == run_info["fingerprint"]
+    assert not paths.resume_root.exists()  # a finished run leaves no resume folder
     assert hparams["train"]["arch"] == "tiny" and "git_revision" in hparams
     aim_val_loss = series[("loss", "val")]
     assert len(aim_val_loss) == 2
@@ -50,6 +53,12 @@ def test_train_writes_checkpoints_and_the_same_metrics_to_aim_and_dvclive(data, 
     assert series[("bbox_mAP", "val")][-1] == pytest.approx(live["val"]["bbox_mAP"], rel=1e-6)
     tsv = (paths.live_dir / "plots/metrics/val/loss.tsv").read_text().split()
     assert float(tsv[-1]) == pytest.approx(aim_val_loss[-1], rel=1e-6)
+
+
+def _aim_fingerprint(repo_dir, run_hash) -> str:
+    from aim import Repo
+
+    return Repo.from_path(str(repo_dir)).get_run(run_hash)["fingerprint"]
 
 
 def _epoch_values(live_dir, metric="val/loss"):
@@ -146,11 +155,24 @@ def _stage_cmd(data, tmp_path, params):
     ]
 
 
+def _published(paths) -> dict[str, bytes]:
+    """A finished run's outputs (out_dir, live_dir) by relative path."""
+    return {
+        str(f.relative_to(folder.parent)): f.read_bytes()
+        for folder in (paths.out_dir, paths.live_dir)
+        for f in sorted(folder.rglob("*"))
+        if f.is_file()
+    }
+
+
 @pytest.mark.slow
 def test_killed_training_resumes_from_last_checkpoint(data, tmp_path):
-    params = _params_file(tmp_path, "train_facere", max_epochs=8)
+    """Killed in an epoch, the run resumes from its last epoch (kept outside the outputs, which
+    DVC deletes before a rerun) and ends with the outputs of an uninterrupted run."""
+    params = _params_file(tmp_path, "train_facere", max_epochs=8, num_workers=1)
     cmd = _stage_cmd(data, tmp_path, params)
-    out = fp_paths(data, tmp_path).out_dir
+    paths = fp_paths(data, tmp_path)
+    out = paths.out_dir
     proc = subprocess.Popen(
         cmd,
         cwd=tmp_path,
@@ -159,40 +181,63 @@ def test_killed_training_resumes_from_last_checkpoint(data, tmp_path):
         start_new_session=True,
     )
     deadline = time.time() + 120
-    while not (out / "last.ckpt").exists() and time.time() < deadline and proc.poll() is None:
+
+    def resume_files() -> list:
+        return list(paths.resume_root.glob("*/last.ckpt"))
+
+    while not resume_files() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)  # as abrupt as a lost machine
     proc.wait()
-    assert (out / "last.ckpt").exists(), "the run ended before writing last.ckpt"
-    killed_epoch = torch.load(out / "last.ckpt", weights_only=False)["epoch"]
+    assert resume_files(), "the run ended before writing last.ckpt"
+    (last,) = resume_files()
+    killed_epoch = torch.load(last, weights_only=False)["epoch"]
     assert killed_epoch < 7, "the run finished before it could be killed"
-    run_info = orjson.loads((out / "run.json").read_bytes())
+    run_info = orjson.loads((last.parent / "run.json").read_bytes())
     assert run_info["status"] == "running"
+    assert not (out / "best.ckpt").exists()  # nothing published by an unfinished run
     # dvclive one row ahead of last.ckpt (killed between the two writes, or a live folder
     # restored from another run): the resume must not keep that row.
-    val_loss = fp_paths(data, tmp_path).live_dir / "plots/metrics/val/loss.tsv"
+    val_loss = last.parent / "dvclive/plots/metrics/val/loss.tsv"
     val_loss.write_text(val_loss.read_text() + "9999\t0.5\n")
 
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Restoring states from the checkpoint path" in done.stdout + done.stderr
+    val_loss = paths.live_dir / "plots/metrics/val/loss.tsv"
     steps = [int(r.split("\t")[0]) for r in val_loss.read_text().splitlines()[1:]]
     assert len(steps) == 8 and steps == sorted(set(steps)), steps  # one row per epoch, in order
     final = orjson.loads((out / "run.json").read_bytes())
     assert final["status"] == "complete" and final["epochs"] == 8
-    assert final["aim_run_hash"] == run_info["aim_run_hash"]  # the same Aim run goes on
-    assert len(_aim_metrics(tmp_path)) == 1
+    assert final["fingerprint"] == run_info["fingerprint"]
+    assert not paths.resume_root.exists()
+    runs = _aim_metrics(tmp_path)
+    assert len(runs) == 1  # the same Aim run goes on
+    assert _aim_fingerprint(tmp_path, runs["train-facere"][0]) == final["fingerprint"]
     from aim import Repo
 
     from fashionfail.models.reporting import tag_names
 
     (run,) = Repo.from_path(str(tmp_path)).iter_runs()
     assert tag_names(run) == {"stage:train-facere", "resumed", "finished"}
+    resumed = _published(paths)
 
-    # A finished run is not resumed: the same command trains again from scratch.
+    # A finished run is not resumed: the same command trains again from scratch, and this
+    # uninterrupted run gives the resumed run's outputs, byte for byte.
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "Restoring states" not in again.stdout + again.stderr
+    uninterrupted = _published(paths)
+    assert resumed.keys() == uninterrupted.keys() and "models/best.ckpt" in resumed
+    tensors = {}
+    for name, run_outputs in (("resumed", resumed), ("uninterrupted", uninterrupted)):
+        ckpt = torch.load(io.BytesIO(run_outputs["models/last.ckpt"]), weights_only=False)
+        tensors[name] = ckpt["state_dict"]
+    for key, value in tensors["uninterrupted"].items():
+        assert torch.equal(value, tensors["resumed"][key]), key
+    for name in resumed:
+        if not name.endswith(".ckpt"):  # checkpoints: weights above (loop counters differ)
+            assert resumed[name] == uninterrupted[name], f"{name} differs from an uninterrupted run"
 
 
 @pytest.mark.slow
@@ -336,7 +381,8 @@ def test_multinode_two_nodes_train_one_model(data, tmp_path, launcher):
     run_info = orjson.loads((out / "run.json").read_bytes())
     assert run_info["status"] == "complete" and run_info["epochs"] == 1
     runs = _aim_metrics(tmp_path)
-    assert len(runs) == 1 and runs["train-facere"][0] == run_info["aim_run_hash"]
+    assert len(runs) == 1
+    assert _aim_fingerprint(tmp_path, runs["train-facere"][0]) == run_info["fingerprint"]
     assert runs["train-facere"][2]["train"]["num_nodes"] == 2
     live = fp_paths(data, tmp_path).live_dir
     assert len((live / "plots/metrics/val/loss.tsv").read_text().splitlines()) == 2  # header + 1

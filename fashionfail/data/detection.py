@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from PIL.Image import DecompressionBombError, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.datasets import CocoDetection, VisionDataset, wrap_dataset_for_transforms_v2
 from torchvision.transforms.v2 import functional as F
@@ -78,7 +78,17 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, index: int) -> tuple[Any, dict[str, Any]]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[Any, dict[str, Any]]:
+        """Sample `index`; an (index, seed) pair (EpochSampler's) draws the augmentation from
+        a generator seeded with `seed`, leaving the process's random state as it was."""
+        if isinstance(index, tuple):
+            index, seed = index
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self._sample(index)
+        return self._sample(index)
+
+    def _sample(self, index: int) -> tuple[Any, dict[str, Any]]:
         try:
             image, target = self.base[index]
         except (OSError, UnidentifiedImageError, SyntaxError, DecompressionBombError) as e:
@@ -123,17 +133,60 @@ def collate(batch: list[tuple[Any, dict]]) -> tuple[list, list]:
     return list(images), list(targets)
 
 
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Training order and augmentation seeds as a function of (seed, epoch) alone.
+
+    Yields (index, sample seed) pairs for DetectionDataset: the order of an epoch (shuffled or
+    not) and each sample's augmentation are the same whatever came before, however many
+    workers load them and whenever the loader's iterator is made. So a run resumed from a
+    checkpoint trains its remaining epochs exactly as an uninterrupted run does. Lightning calls
+    `set_epoch` before each epoch (and EpochSeed does too: under DDP Lightning wraps this
+    sampler and keeps the epoch to itself).
+    """
+
+    def __init__(self, size: int, *, shuffle: bool, seed: int):
+        self.size, self.shuffle, self.seed, self.epoch = size, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _epoch_seed(self) -> int:
+        return (self.seed * 1_000_003 + self.epoch) % 2**62
+
+    def __iter__(self):
+        epoch_seed = self._epoch_seed()
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(epoch_seed))
+            order = order.tolist()
+        else:
+            order = range(self.size)
+        for i in order:
+            yield i, (epoch_seed * 1_000_003 + i) % 2**62
+
+    def __len__(self) -> int:
+        return self.size
+
+
 def make_loader(
-    dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers: int, seed: int = 0
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    num_workers: int,
+    seed: int | None = None,
 ) -> DataLoader:
-    """A DataLoader with the detection collate function and a seeded shuffle."""
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    """A DataLoader with the detection collate function. With `seed` (training), an
+    EpochSampler: order and augmentations depend only on (seed, epoch)."""
+    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed) if seed is not None else None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=None if sampler is not None else shuffle,
+        sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate,
-        generator=generator,
+        # The loader's own draws (its workers' base seed) come from this generator, not the
+        # global one the model samples from: making an iterator changes no training result.
+        generator=torch.Generator().manual_seed(seed or 0),
         persistent_workers=num_workers > 0,
     )

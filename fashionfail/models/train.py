@@ -1,9 +1,19 @@
 """`train(cfg, paths)`: the one training entry point behind both DVC training stages and the
 original project's two training scripts.
+
+Where a run writes (see README, "What reruns what"):
+- while it trains, everything goes to its resume folder `<out_dir parent>/.<out_dir name>.resume/
+  <fingerprint>/` (best.ckpt, last.ckpt, run.json, dvclive/): outside the stage's DVC outputs,
+  which DVC deletes before it runs a stage, so a killed run resumes from its last epoch;
+- at the end, the finished files are published into `out_dir` (best.ckpt, last.ckpt, run.json)
+  and `live_dir` (dvclive's metrics.json, best.json, plots/), and the resume folder is deleted.
+  Nothing in them depends on the process, the time or the host: two runs of the same inputs on
+  one machine give the same bytes, which is what DVC's run-cache and `dvc.lock` see.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -20,8 +30,9 @@ import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
 from fashionfail.categories import LabelSpace
+from fashionfail.code_closure import module_code_digest
 from fashionfail.config import ConfigError, TrainConfig
-from fashionfail.data.detection import DetectionDataset, make_loader
+from fashionfail.data.detection import DetectionDataset, EpochSampler, make_loader
 from fashionfail.data.presets import train_transforms, val_transforms
 from fashionfail.guard import remove_stale_temp_files, training_lock, watch_parent
 from fashionfail.jsonio import DataError, dump_json, load_json
@@ -42,6 +53,8 @@ from fashionfail.tracking import ensure_aim_repo
 # a bad weights file, a missing path, an accelerator or strategy Lightning cannot provide.
 TRAIN_ERRORS = (ValueError, FileNotFoundError, MisconfigurationException)
 RUN_FILE = "run.json"  # bookkeeping beside the checkpoints: fingerprint, status, Aim run hash
+CHECKPOINTS = ("best.ckpt", "last.ckpt")
+LIVE_FILES = ("metrics.json", "best.json", "plots")  # what dvc.yaml declares of a live folder
 
 
 @dataclass(frozen=True)
@@ -52,11 +65,19 @@ class TrainPaths:
     train_img_dir: Path
     val_ann: Path
     val_img_dir: Path
-    out_dir: Path  # best.ckpt, last.ckpt, run.json
+    out_dir: Path  # best.ckpt, last.ckpt, run.json (published when the run completes)
     live_dir: Path  # dvclive folder (metrics.json, plots/)
     aim_repo: Path  # folder holding the .aim repository
     name: str  # run name in Aim and the experiment name, e.g. the DVC stage name
     summary_key: str = ""  # e.g. "best_loss": live_dir/best.json gets {"best_loss": best score}
+
+    @property
+    def resume_root(self) -> Path:
+        """Resume folders of this output folder's runs, one per fingerprint (beside out_dir)."""
+        return self.out_dir.parent / f".{self.out_dir.name}.resume"
+
+    def resume_dir(self, fp: str) -> Path:
+        return self.resume_root / fp[:16]
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -87,8 +108,10 @@ def _file_digest(path: Path) -> str:
 
 
 def fingerprint(cfg: TrainConfig, paths: TrainPaths) -> str:
-    """Identity of a run: config and input files. A run may only be resumed by its own kind."""
+    """Identity of a run: config, input files and the training code (this module's import
+    closure). A run may only be resumed by its own kind."""
     h = hashlib.sha256(orjson.dumps(cfg.model_dump(), option=orjson.OPT_SORT_KEYS))
+    h.update(module_code_digest(Path(__file__)).encode())
     inputs = [paths.train_ann, paths.val_ann]
     if cfg.weights_file is not None:
         inputs.append(cfg.weights_file)
@@ -129,34 +152,86 @@ def _git_revision() -> str:
         return "unknown"
 
 
-def _prepare_out_dir(
+def _prepare_run(
     cfg: TrainConfig, paths: TrainPaths, data_checks: dict | None = None
-) -> tuple[Path | None, dict[str, Any]]:
-    """Decide between resuming an interrupted run and starting afresh; returns (ckpt, run info).
+) -> tuple[Path, Path | None, dict[str, Any]]:
+    """Decide between resuming an interrupted run and starting afresh.
 
-    `last.ckpt` is resumed only if run.json says the run with the same fingerprint did not finish:
-    a finished run, or one with other params or data, starts over (old checkpoints removed).
-    Temporary files of a killed run are removed either way.
+    Returns (resume folder, checkpoint to resume from or None, run info). A run is resumed only
+    from its own resume folder (same fingerprint) while its run.json says it did not finish;
+    otherwise that folder is emptied and the run starts over. Old outputs in out_dir / live_dir
+    (a hand-started run; DVC deletes them itself) are removed either way.
     """
     fp = fingerprint(cfg, paths)
-    run_file = paths.out_dir / RUN_FILE
-    last = paths.out_dir / "last.ckpt"
-    if _is_main_process() and paths.out_dir.is_dir():
-        remove_stale_temp_files(paths.out_dir)
+    work = paths.resume_dir(fp)
+    run_file, last = work / RUN_FILE, work / "last.ckpt"
+    if _is_main_process() and work.is_dir():
+        remove_stale_temp_files(work)
     info = load_json(run_file) if run_file.is_file() else {}
-    if info.get("fingerprint") == fp and info.get("status") == "running" and last.is_file():
-        return last, info
+    resume = info.get("fingerprint") == fp and info.get("status") != "complete" and last.is_file()
+    if _is_main_process():
+        _tag_abandoned_runs(paths, keep=work)
+        for stale in (*CHECKPOINTS, RUN_FILE):
+            (paths.out_dir / stale).unlink(missing_ok=True)
+        if paths.live_dir.exists():
+            shutil.rmtree(paths.live_dir)
+    if resume:
+        return work, last, info
     info = {"fingerprint": fp, "status": "running", "name": paths.name, "pid": os.getpid()}
     if data_checks:
         info["data_checks"] = data_checks
     if _is_main_process():
-        for stale in ("best.ckpt", "last.ckpt", RUN_FILE):
-            (paths.out_dir / stale).unlink(missing_ok=True)
-        if paths.live_dir.exists():
-            shutil.rmtree(paths.live_dir)
-        paths.out_dir.mkdir(parents=True, exist_ok=True)
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
         dump_json(info, run_file, indent=True)
-    return None, info
+    return work, None, info
+
+
+def _tag_abandoned_runs(paths: TrainPaths, keep: Path) -> None:
+    """Runs of this output folder killed with other params, data or code: their Aim runs are
+    tagged interrupted (once). Their resume folders stay, so going back to those inputs resumes
+    them; deleting `.<out_dir>.resume/` only costs that."""
+    if not paths.resume_root.is_dir():
+        return
+    for run_file in sorted(paths.resume_root.glob(f"*/{RUN_FILE}")):
+        if run_file.parent == keep:
+            continue
+        try:
+            info = load_json(run_file)
+        except DataError:
+            continue
+        if info.get("status") == "running":
+            if info.get("aim_run_hash"):
+                mark_interrupted(paths.aim_repo, info["aim_run_hash"])
+            dump_json({**info, "status": "interrupted"}, run_file, indent=True)
+
+
+def _publish(work: Path, paths: TrainPaths, info: dict[str, Any]) -> None:
+    """Move a finished run's files from its resume folder into out_dir and live_dir, then delete
+    the resume folder. out_dir/run.json keeps only what the inputs determine (no pid, no Aim run
+    hash: the fingerprint finds the Aim run, whose params hold it)."""
+    paths.out_dir.mkdir(parents=True, exist_ok=True)
+    for name in CHECKPOINTS:
+        os.replace(work / name, paths.out_dir / name)
+    stable = {k: v for k, v in info.items() if k not in ("pid", "aim_run_hash")}
+    dump_json(stable, paths.out_dir / RUN_FILE, indent=True)
+    live = work / "dvclive"
+    tmp = paths.live_dir.with_name(f".{paths.live_dir.name}.publish.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for name in LIVE_FILES:  # not dvclive's params.yaml: params.yaml and dvc.lock hold them
+        if (live / name).is_dir():
+            shutil.copytree(live / name, tmp / name)
+        elif (live / name).is_file():
+            shutil.copy2(live / name, tmp / name)
+    if paths.live_dir.exists():
+        shutil.rmtree(paths.live_dir)
+    tmp.rename(paths.live_dir)
+    shutil.rmtree(work)
+    with contextlib.suppress(OSError):
+        paths.resume_root.rmdir()  # only when no other run's folder is left
 
 
 class _RunFile(pl.Callback):
@@ -168,7 +243,30 @@ class _RunFile(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero and self.aim_logger is not None:
             self.info["aim_run_hash"] = self.aim_logger.experiment.hash
+            self.aim_logger.experiment["fingerprint"] = self.info["fingerprint"]
             dump_json(self.info, self.run_file, indent=True)
+
+
+class EpochSeed(pl.Callback):
+    """Every training epoch starts from random states that depend only on (seed, epoch): the
+    model's own sampling (RPN / RoI samplers) through the global generators, the order and the
+    augmentations through the EpochSampler. A run resumed from last.ckpt thus trains its
+    remaining epochs exactly as an uninterrupted run does (Lightning's checkpoints hold no
+    random state)."""
+
+    def __init__(self, seed: int, sampler: EpochSampler):
+        self.seed, self.sampler = seed, sampler
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from lightning_fabric.utilities.seed import seed_everything
+
+        epoch = trainer.current_epoch
+        seed_everything(self.seed + 1000 * epoch, workers=True, verbose=False)
+        self.sampler.set_epoch(epoch)
+
+    # Also before the first epoch of a run: Lightning skips the epoch-start hooks when it
+    # resumes from a checkpoint written in the middle of an epoch.
+    on_train_start = on_train_epoch_start
 
 
 def trim_live_dir(live_dir: Path, ckpt: Path) -> int:
@@ -193,7 +291,7 @@ def trim_live_dir(live_dir: Path, ckpt: Path) -> int:
     return dropped
 
 
-def _loggers(cfg: TrainConfig, paths: TrainPaths, info: dict, resume: bool) -> list:
+def _loggers(paths: TrainPaths, live_dir: Path, info: dict, resume: bool) -> list:
     from aim.pytorch_lightning import AimLogger
     from dvclive.lightning import DVCLiveLogger
 
@@ -212,7 +310,7 @@ def _loggers(cfg: TrainConfig, paths: TrainPaths, info: dict, resume: bool) -> l
     # dvcyaml=False: dvclive would otherwise rewrite the root dvc.yaml during `dvc repro`;
     # its folder is declared by hand in dvc.yaml's top-level metrics/plots.
     live = DVCLiveLogger(
-        dir=str(paths.live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume, report=None
+        dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume, report=None
     )
     return [aim, live]
 
@@ -239,23 +337,17 @@ def check_config(cfg: TrainConfig) -> None:
         )
 
 
-def _holder(out_dir: Path) -> str:
+def _holder(paths: TrainPaths) -> str:
     """' (pid N)' from the run.json of the run holding `out_dir`, for the lock message."""
-    run_file = out_dir / RUN_FILE
-    try:
-        pid = load_json(run_file).get("pid") if run_file.is_file() else None
-    except (DataError, AttributeError):
-        pid = None
-    return f" (pid {pid})" if pid else ""
-
-
-def _tag_killed_run(paths: TrainPaths) -> None:
-    """A run.json still "running" is a killed run: its Aim run is tagged interrupted (a resume
-    then retags it resumed)."""
-    run_file = paths.out_dir / RUN_FILE
-    previous = load_json(run_file) if run_file.is_file() and _is_main_process() else {}
-    if previous.get("status") == "running" and previous.get("aim_run_hash"):
-        mark_interrupted(paths.aim_repo, previous["aim_run_hash"])
+    pids = []
+    for run_file in sorted(paths.resume_root.glob(f"*/{RUN_FILE}")):
+        try:
+            info = load_json(run_file)
+        except DataError:
+            continue
+        if isinstance(info, dict) and info.get("status") == "running" and info.get("pid"):
+            pids.append(str(info["pid"]))
+    return f" (pid {', '.join(pids)})" if pids else ""
 
 
 def _all_batches(limit: float | int) -> bool:
@@ -303,7 +395,7 @@ def train(cfg: TrainConfig, paths: TrainPaths) -> dict[str, Any]:
     if not _is_main_process():  # DDP ranks > 0: rank 0 holds the lock and watches the parent
         return _fit(cfg, paths, module, train_ds, val_ds, data_checks, init_counts)
     watch_parent()
-    with training_lock(paths.out_dir, _holder(paths.out_dir)):
+    with training_lock(paths.out_dir, _holder(paths)):
         return _fit(cfg, paths, module, train_ds, val_ds, data_checks, init_counts)
 
 
@@ -321,21 +413,27 @@ def _fit(
     )
     val_loader = make_loader(val_ds, cfg.val_batch_size, shuffle=False, num_workers=cfg.num_workers)
 
-    _tag_killed_run(paths)
-    resume_from, info = _prepare_out_dir(cfg, paths, data_checks)
-    if resume_from is not None and _is_main_process() and paths.live_dir.is_dir():
-        dropped = trim_live_dir(paths.live_dir, resume_from)
+    work, resume_from, info = _prepare_run(cfg, paths, data_checks)
+    live_dir = work / "dvclive"
+    if resume_from is not None and _is_main_process() and live_dir.is_dir():
+        dropped = trim_live_dir(live_dir, resume_from)
         if dropped:
             print(
                 f"resume: dropped {dropped} dvclive rows logged after {resume_from}",
                 file=sys.stderr,
             )
-    if resume_from is None and init_counts is not None:
+    if resume_from is not None:
+        print(f"resuming from {resume_from} (delete {paths.resume_root} to start afresh)")
+        # Lightning makes the first epoch's data iterator (and its workers start loading)
+        # before any epoch hook: the sampler must know that epoch already.
+        done = torch.load(resume_from, map_location="cpu", weights_only=False, mmap=True)
+        train_loader.sampler.set_epoch(int(done["epoch"]) + 1)
+    elif init_counts is not None:
         print(f"initial weights from {cfg.weights}: {init_counts}")
 
-    loggers = _loggers(cfg, paths, info, resume=resume_from is not None)
+    loggers = _loggers(paths, live_dir, info, resume=resume_from is not None)
     checkpoint = AtomicModelCheckpoint(
-        dirpath=paths.out_dir,
+        dirpath=work,
         filename="best",
         monitor=cfg.monitor,
         mode=cfg.monitor_mode,
@@ -347,7 +445,7 @@ def _fit(
     # writes that one only when the best checkpoint is written too, so after an epoch that did
     # not improve, last.ckpt would still be the best epoch's and a resume would repeat epochs.
     last = AtomicModelCheckpoint(
-        dirpath=paths.out_dir,
+        dirpath=work,
         filename="last",
         save_top_k=1,
         enable_version_counter=False,
@@ -371,16 +469,17 @@ def _fit(
         callbacks=[
             checkpoint,
             last,
-            _RunFile(paths.out_dir / RUN_FILE, info, loggers[0]),
+            _RunFile(work / RUN_FILE, info, loggers[0]),
+            EpochSeed(cfg.seed, train_loader.sampler),
             AimTags(paths.name, os.environ.get("DVC_EXP_NAME"), resumed=resume_from is not None),
             *(
-                [BestScore(paths.live_dir / "best.json", paths.summary_key)]
+                [BestScore(live_dir / "best.json", paths.summary_key)]
                 if paths.summary_key
                 else []
             ),
             *progress,
         ],
-        default_root_dir=str(paths.out_dir),
+        default_root_dir=str(work),
         enable_model_summary=False,
         **{"enable_progress_bar": progress_bar, **cfg.trainer},
     )
@@ -395,8 +494,10 @@ def _fit(
         loggers[0].log_hyperparams(run_info)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
 
+    if trainer.interrupted:
+        raise DataError(f"{paths.name}: training interrupted; the next run resumes from {work}")
     summary = {
-        "best": str(checkpoint.best_model_path),
+        "best": str(paths.out_dir / "best.ckpt"),
         "best_score": (
             float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
         ),
@@ -404,6 +505,5 @@ def _fit(
         "epochs": trainer.current_epoch,
     }
     if trainer.is_global_zero:
-        info = {**load_json(paths.out_dir / RUN_FILE), **summary, "status": "complete"}
-        dump_json(info, paths.out_dir / RUN_FILE, indent=True)
+        _publish(work, paths, {**load_json(work / RUN_FILE), **summary, "status": "complete"})
     return summary
