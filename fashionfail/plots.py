@@ -75,8 +75,8 @@ def render_page(plots: dict, title: str = "fashionfail plots") -> str:
                 revs = ", ".join(entry.get("revisions", []))
                 parts.append(f"<small>{html.escape(revs)}</small>{_image(entry['url'])}")
                 heading = True
-        title = f"<h2>{html.escape(name)}</h2>" if heading else ""
-        sections.append(f"<section>{title}{''.join(parts)}</section>")
+        h2 = f"<h2>{html.escape(name)}</h2>" if heading else ""
+        sections.append(f"<section>{h2}{''.join(parts)}</section>")
     return _PAGE.format(title=html.escape(title), sections="\n".join(sections))
 
 

@@ -38,6 +38,16 @@ def test_page_is_self_contained(tmp_path):
     assert "<h2>eval/x/overlays/1.png</h2>" in page
 
 
+def test_page_title_is_its_own_after_an_image_section(tmp_path):
+    """The last section's heading once leaked into <title> and <h1>, escaped."""
+    Image.new("RGB", (4, 3), (255, 0, 0)).save(tmp_path / "6.png")
+    image = {"type": "image", "revisions": ["workspace"], "url": str(tmp_path / "6.png")}
+    page = render_page({"data": {"eval/x/overlays/6.png": [image]}}, title="My <plots>")
+    assert "<title>My &lt;plots&gt;</title>" in page
+    assert "<h1>My &lt;plots&gt;</h1>" in page
+    assert page.count("<h2>") == 1 and "&lt;h2&gt;" not in page
+
+
 def test_missing_image_is_named(tmp_path):
     plots = {"data": {"o": [{"type": "image", "url": str(tmp_path / "gone.png")}]}}
     with pytest.raises(DataError, match="gone.png: cannot read plot image"):
