@@ -185,7 +185,7 @@ def test_killed_training_resumes_from_last_checkpoint(data, tmp_path):
     assert len(_aim_metrics(tmp_path)) == 1
     from aim import Repo
 
-    from fashionfail.models.reporting import tag_names
+    from fashionfail.tracking import tag_names
 
     (run,) = Repo.from_path(str(tmp_path)).iter_runs()
     assert tag_names(run) == {"stage:train-facere", "resumed", "finished"}
