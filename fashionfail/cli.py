@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 
@@ -37,6 +39,20 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 # its last line is "<module>.<Class>: <the original message>".
 _WORKER_PREFIX = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
 _QUALIFIED = re.compile(r"^[\w.]+: ")
+
+
+def tool(name: str) -> str:
+    """The console command `name` (e.g. "dvc") to start as a subprocess: the one installed beside
+    the running interpreter when there is one, else the one on PATH.
+
+    `.venv/bin/python -m fashionfail.plots` without an activated venv has no `.venv/bin` on PATH,
+    yet the venv's `dvc` is the one installed with this package. (Not resolved: the interpreter is
+    often a link to the system's, whose folder holds no `dvc`.)
+    """
+    beside = Path(sys.executable).parent / name
+    if os.access(beside, os.X_OK) and beside.is_file():
+        return str(beside)
+    return shutil.which(name) or name
 
 
 def debug_enabled() -> bool:

@@ -1,8 +1,10 @@
 """`dvc plots` as one self-contained HTML page that renders offline.
 
 `dvc plots show` writes a page that loads Vega from a CDN. This command asks DVC for the same plots
-as JSON (`dvc plots show --json`, or `dvc plots diff --json REV...`), renders every Vega-Lite spec
-to SVG with vl-convert (which bundles Vega) and embeds the overlay images as data URIs:
+as JSON (`dvc plots show --json`, or `dvc plots diff --json REV...`; the `dvc` installed beside
+this Python, so an unactivated `.venv/bin/python -m fashionfail.plots` works too), renders every
+Vega-Lite spec to SVG with vl-convert (which bundles Vega) and embeds the overlay images as data
+URIs:
 
     python -m fashionfail.plots                     # workspace -> dvc_plots/offline.html
     python -m fashionfail.plots HEAD lower-lr       # compare revisions / experiments
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from fashionfail.cli import USER_ERRORS, error_exit, parser
+from fashionfail.cli import USER_ERRORS, error_exit, parser, tool
 from fashionfail.jsonio import DataError, atomic_path
 
 _PAGE = """<!DOCTYPE html>
@@ -37,18 +39,19 @@ def dvc_plots_json(revisions: list[str], images_dir: Path) -> dict:
 
     DVC copies the image plots into `images_dir` (by default it would leave them in dvc_plots/).
     """
-    cmd = (
-        ["dvc", "plots", "diff", *revisions, "--json", "-o", str(images_dir)]
+    args = (
+        ["plots", "diff", *revisions, "--json", "-o", str(images_dir)]
         if revisions
-        else ["dvc", "plots", "show", "--json", "-o", str(images_dir)]
+        else ["plots", "show", "--json", "-o", str(images_dir)]
     )
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run([tool("dvc"), *args], capture_output=True, text=True)
+    shown = " ".join(["dvc", *args])
     if proc.returncode != 0:
-        raise DataError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+        raise DataError(f"{shown} failed: {proc.stderr.strip()[-500:]}")
     try:
         return orjson.loads(proc.stdout)
     except orjson.JSONDecodeError as e:
-        raise DataError(f"{' '.join(cmd)}: unexpected output ({e})") from None
+        raise DataError(f"{shown}: unexpected output ({e})") from None
 
 
 def _image(url: str) -> str:
@@ -75,8 +78,8 @@ def render_page(plots: dict, title: str = "fashionfail plots") -> str:
                 revs = ", ".join(entry.get("revisions", []))
                 parts.append(f"<small>{html.escape(revs)}</small>{_image(entry['url'])}")
                 heading = True
-        title = f"<h2>{html.escape(name)}</h2>" if heading else ""
-        sections.append(f"<section>{title}{''.join(parts)}</section>")
+        h2 = f"<h2>{html.escape(name)}</h2>" if heading else ""
+        sections.append(f"<section>{h2}{''.join(parts)}</section>")
     return _PAGE.format(title=html.escape(title), sections="\n".join(sections))
 
 

@@ -16,8 +16,9 @@ A baseline's prediction file (the paper's other rows), e.g. Attribute Mask R-CNN
       --predictions amrcnn-spine.npy --preset amrcnn --out eval/amrcnn
 
 Writes eval/<name>/{predictions.json, metrics.json, per_class.csv, per_class.md, overlays/}
-and an Aim run `evaluate-<name>`. Bad input: one `error: ...` line on stderr, exit 1, nothing
-written.
+and an Aim run `evaluate-<name>` tagged `stage:evaluate@<name>`, `exp:<DVC experiment>` and its
+status (running, finished, interrupted), opened before the model predicts. Bad input: one
+`error: ...` line on stderr, exit 1, nothing written.
 """
 
 from __future__ import annotations

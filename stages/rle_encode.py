@@ -2,10 +2,13 @@
 
 Polygons become the RLE of the union of their parts (pycocotools merge(frPyObjects(...))),
 uncompressed RLE is compressed, compressed RLE is kept. Invalid geometry (unknown image id,
-zero-size or malformed bbox, empty segmentation, polygon parts with < 6 or an odd number of values,
-RLE of the wrong size, empty masks) is dropped and counted in the report (params
+zero-size bbox or one outside its image, empty segmentation, polygon parts with < 6 or an odd
+number of values, RLE of the wrong size, empty masks) is dropped and counted in the report (params
 `rle_encode.invalid: drop`) or fails the stage naming the annotation id (`invalid: error`). In a
 multi-part polygon only the invalid parts are dropped (counted under dropped_polygon_parts).
+An unknown category id or a malformed / non-finite bbox fails the stage under either policy, with
+the line training gives (the validator in fashionfail/data/coco_checks.py); a bbox more than 1 px
+beyond its image is kept and counted under "counted".
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 The val image ids are exactly sklearn's train_test_split(image ids in file order,
 test_size=split.val_fraction, random_state=split.seed) with the params file's `split` section;
 images and annotations keep their file order.
+
+The annotations go through the validator's category and box rules first (fashionfail.data.
+coco_checks): an unknown category id or a malformed box stops the stage with the one-line error
+training would give; a box outside its image is copied as is and counted on stderr (rle-encode
+drops it and counts it in its report).
 """
 
 from __future__ import annotations
@@ -36,6 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         return error_exit(e)
     print(f"split {args.ann}: train {counts['train']}, val {counts['val']}")
+    counted = counts["checks"]["counted"]
+    if counted:
+        detail = ", ".join(f"{rule} {n}" for rule, n in counted.items())
+        print(
+            f"{args.ann}: counted {sum(counted.values())} ({detail}), copied as is (rle-encode "
+            "drops or counts them in its report)",
+            file=sys.stderr,
+        )
     return 0
 
 

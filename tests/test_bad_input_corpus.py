@@ -391,7 +391,71 @@ def split_disk_full(root, syn):
     return Case(run_full, 1, line + r"\w+\.tmp'", regex=True)
 
 
+@case
+def split_unknown_category(root, syn):
+    """The first stage that reads the file names it, with the validator's (training's) line."""
+    ann = _edit(_coco_with(root), lambda d: d["annotations"][2].update(category_id=99))
+    return Case(
+        _split(root, ann),
+        1,
+        f"error: {ann}: annotation id 13 (image 3): category_id 99, not in 'categories' "
+        "(unknown_category)",
+    )
+
+
+@case
+def split_box_outside_image_counted(root, syn):
+    """Copied as is (rle-encode drops it) but not without a word."""
+    ann = _edit(_coco_with(root), lambda d: d["annotations"][1].update(bbox=[50, 2, 10, 5]))
+
+    def check():
+        both = [json.loads((root / f"out/{p}.json").read_text()) for p in ("train", "val")]
+        assert sorted(a["id"] for d in both for a in d["annotations"]) == [11, 12, 13, 14]
+
+    return Case(
+        _split(root, ann),
+        0,
+        f"{ann}: counted 1 (bbox_outside_image 1), copied as is (rle-encode drops or counts "
+        "them in its report)",
+        ("out/train.json", "out/val.json"),
+        check,
+    )
+
+
 # --- rle-encode --------------------------------------------------------------------------------
+
+
+@case
+def rle_unknown_category_error_under_drop(root, syn):
+    """An ERROR rule of the validator stops rle-encode whatever its `invalid` policy."""
+    ann = _edit(_coco_with(root), lambda d: d["annotations"][0].update(category_id=-1))
+    return Case(
+        _rle(root, ann, invalid="drop"),
+        1,
+        f"error: {ann}: annotation id 11 (image 1): category_id -1, not in 'categories' "
+        "(unknown_category)",
+    )
+
+
+@case
+def rle_box_outside_image_counted_drop(root, syn):
+    ann = _edit(_coco_with(root), lambda d: d["annotations"][3].update(bbox=[2, -20, 10, 5]))
+
+    def check():
+        report = json.loads((root / "out/rle.report.json").read_text())
+        assert report["dropped"]["counts"] == {"bbox_outside_image": 1}
+        assert report["dropped"]["example_annotation_ids"] == {"bbox_outside_image": [14]}
+        assert [
+            a["id"] for a in json.loads((root / "out/rle.json").read_text())["annotations"]
+        ] == [11, 12, 13]
+
+    return Case(
+        _rle(root, ann, invalid="drop"),
+        0,
+        f"rle-encode {ann}: 3/4 kept, dropped {{'bbox_outside_image': 1}}",
+        ("out/rle.json", "out/rle.report.json"),
+        check,
+    )
 
 
 @case
@@ -403,7 +467,7 @@ def rle_size_mismatch_error(root, syn):
     return Case(
         _rle(root, ann),
         1,
-        f"error: {ann}: annotation id 12: RLE size [31, 40] != image [height, width] "
+        f"error: {ann}: annotation id 12 (image 2): RLE size [31, 40] != image [height, width] "
         "[30, 40] (rle_size_mismatch)",
     )
 

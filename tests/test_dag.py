@@ -15,7 +15,7 @@ from fashionfail.code_closure import closure, module_file
 # Modules a stage imports that change none of its outputs, so they are not deps (README, "What
 # reruns what"). Each with the reason; nothing else may be missing from a stage's deps.
 NOT_DEPS = {
-    "fashionfail/__init__.py": "the package's docstring and __version__; no stage output reads them",
+    "fashionfail/__init__.py": "docstring and __version__ only; no stage output reads them",
     "fashionfail/data/__init__.py": "empty package marker",
     "fashionfail/eval/__init__.py": "empty package marker",
     "fashionfail/models/__init__.py": "empty package marker",
@@ -73,7 +73,9 @@ def dag_problems(stages, root: Path) -> list[str]:
             for f in files:
                 rel = str(f.relative_to(root))
                 if rel not in runs:
-                    problems.append(f"{stage.addressing}: dep {dep} holds {rel}, which it never runs")
+                    problems.append(
+                        f"{stage.addressing}: dep {dep} holds {rel}, which it never runs"
+                    )
     return problems
 
 
@@ -111,7 +113,9 @@ def test_the_check_names_a_missing_and_an_unused_dep(tmp_path):
     Stage.deps.append(Dep("fashionfail/unused.py"))
     Stage.deps.append(Dep("fashionfail/sub/c.py"))
     problems = [p for p in dag_problems([Stage], tmp_path) if "__init__" not in p]
-    assert problems == ["s: dep fashionfail/unused.py holds fashionfail/unused.py, which it never runs"]
+    assert problems == [
+        "s: dep fashionfail/unused.py holds fashionfail/unused.py, which it never runs"
+    ]
     Stage.deps[-2] = Dep("fashionfail/sub")  # a folder whose every module runs is fine
     problems = [p for p in dag_problems([Stage], tmp_path) if "__init__" not in p]
     assert problems == [], problems

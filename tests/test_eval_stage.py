@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ from test_predict import write_checkpoint, write_images
 
 from fashionfail.categories import FASHIONFAIL_FP_IDS, fashionpedia_categories
 from fashionfail.config import EvaluateConfig
+from fashionfail.eval import evaluate as evaluate_module
 from fashionfail.eval.evaluate import evaluate
 from fashionfail.jsonio import DataError
+from fashionfail.tracking import tag_names
 
 SIZES = [(64, 64), (48, 64), (64, 48), (64, 64)]
 CFG = EvaluateConfig(batch_size=2, num_workers=0, device="cpu", score_threshold=0.3, num_overlays=2)
@@ -159,6 +162,48 @@ def test_aim_run_has_metrics_and_overlays(ff_run):
     images = run.get_image_sequence("overlays", Context({"subset": "facere_ff"}))
     steps = [step for step, _ in images.data.items()]
     assert len(steps) == CFG.num_overlays
+    # Tagged like the training runs (fashionfail.tracking): stage, DVC experiment, status.
+    assert tag_names(run) == {"stage:evaluate@facere_ff", "exp:fuzzy-owl", "finished"}
+
+
+def _aim_run(repo_dir: Path):
+    from aim import Repo
+    from aim.sdk.index_manager import RepoIndexManager
+
+    repo = Repo.from_path(str(repo_dir))
+    indexer = RepoIndexManager.get_index_manager(repo)  # what `aim up` does before listing
+    for run_hash in repo.list_all_runs():
+        indexer.index(run_hash)
+    (run,) = Repo.from_path(str(repo_dir)).iter_runs()
+    return run
+
+
+def test_aim_run_spans_the_predictions(tmp_path, monkeypatch):
+    """The run opens before the model predicts: Aim's duration is the evaluation's."""
+    real = evaluate_module.predict
+
+    def slow_predict(*args, **kwargs):
+        time.sleep(1.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.setattr(evaluate_module, "predict", slow_predict)
+    run_eval(tmp_path, cfg=CFG.model_copy(update={"num_overlays": 0}), aim_repo=tmp_path / "aim")
+    run = _aim_run(tmp_path / "aim")
+    assert run.duration >= 1.5
+    assert tag_names(run) == {"stage:evaluate@facere_ff", "finished"}
+
+
+def test_aim_run_of_a_failed_evaluation_is_tagged_interrupted(tmp_path, monkeypatch):
+    def broken_predict(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.setattr(evaluate_module, "predict", broken_predict)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_eval(tmp_path, aim_repo=tmp_path / "aim")
+    assert tag_names(_aim_run(tmp_path / "aim")) == {"stage:evaluate@facere_ff", "interrupted"}
+    assert not (tmp_path / "eval").exists() or not any((tmp_path / "eval").iterdir())
 
 
 def test_fashionpedia_classes_keep_every_prediction(tmp_path):

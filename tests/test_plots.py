@@ -1,10 +1,15 @@
 """The offline plots page: Vega-Lite rendered to inline SVG, images inlined, nothing external."""
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from fashionfail.cli import tool
 from fashionfail.jsonio import DataError
 from fashionfail.plots import render_page
 
@@ -38,7 +43,43 @@ def test_page_is_self_contained(tmp_path):
     assert "<h2>eval/x/overlays/1.png</h2>" in page
 
 
+def test_page_title_is_its_own_after_an_image_section(tmp_path):
+    """The last section's heading once leaked into <title> and <h1>, escaped."""
+    Image.new("RGB", (4, 3), (255, 0, 0)).save(tmp_path / "6.png")
+    image = {"type": "image", "revisions": ["workspace"], "url": str(tmp_path / "6.png")}
+    page = render_page({"data": {"eval/x/overlays/6.png": [image]}}, title="My <plots>")
+    assert "<title>My &lt;plots&gt;</title>" in page
+    assert "<h1>My &lt;plots&gt;</h1>" in page
+    assert page.count("<h2>") == 1 and "&lt;h2&gt;" not in page
+
+
 def test_missing_image_is_named(tmp_path):
     plots = {"data": {"o": [{"type": "image", "url": str(tmp_path / "gone.png")}]}}
     with pytest.raises(DataError, match="gone.png: cannot read plot image"):
         render_page(plots)
+
+
+def test_tool_is_the_one_beside_the_interpreter(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # the venv's bin folder not on PATH
+    assert tool("dvc") == str(Path(sys.executable).parent / "dvc")
+    (tmp_path / "only-on-path").write_text("#!/bin/sh\n")
+    (tmp_path / "only-on-path").chmod(0o755)
+    assert tool("only-on-path") == str(tmp_path / "only-on-path")
+
+
+def test_plots_runs_without_an_activated_venv(tmp_path):
+    """`.venv/bin/python -m fashionfail.plots` with a PATH lacking .venv/bin finds its dvc."""
+    dvc = Path(sys.executable).parent / "dvc"
+    subprocess.run([str(dvc), "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "fashionfail.plots", "--out", "page.html"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "<title>fashionfail plots</title>" in (tmp_path / "page.html").read_text()

@@ -74,8 +74,8 @@ INVALID = [
     (0, {"segmentation": [[]]}, "polygon_too_short"),
     (0, {"segmentation": [[1, 1, 5, 5, 9, 9]]}, "empty_mask"),  # collinear
     (0, {"segmentation": "nope"}, "malformed_segmentation"),
-    (0, {"bbox": [2, 2, 0, 10]}, "zero_size_bbox"),
-    (0, {"bbox": [2, 2, 10]}, "malformed_bbox"),
+    (0, {"bbox": [2, 2, 0, 10]}, "degenerate_bbox"),
+    (0, {"bbox": [45, 2, 10, 10]}, "bbox_outside_image"),  # the image is 40 wide
     (0, {"image_id": 999}, "unknown_image_id"),
     (2, {"segmentation": {"size": [40, 30], "counts": "PP"}}, "rle_size_mismatch"),
     (3, {"segmentation": {"size": [30, 40], "counts": [5, 7]}}, "malformed_segmentation"),
@@ -100,8 +100,39 @@ def test_invalid_dropped_and_counted(
 def test_invalid_is_an_error(tiny_coco: dict, index: int, change: dict, reason: str) -> None:
     tiny_coco["annotations"][index].update(change)
     bad_id = tiny_coco["annotations"][index]["id"]
-    with pytest.raises(DataError, match=rf"^tiny\.json: annotation id {bad_id}: .*\({reason}\)$"):
+    image = tiny_coco["annotations"][index]["image_id"]
+    where = rf"^tiny\.json: annotation id {bad_id} \(image {image}\): "
+    with pytest.raises(DataError, match=rf"{where}.*\({reason}\)$"):
         encode_coco(tiny_coco, "tiny.json", invalid="error")
+
+
+# The validator's ERROR rules (coco_checks): an error under either policy, as in training.
+ALWAYS_ERRORS = [
+    ({"category_id": 99}, "category_id 99, not in 'categories' (unknown_category)"),
+    ({"bbox": [2, 2, 10]}, "bbox [2, 2, 10] is not [x, y, w, h] (malformed_bbox)"),
+    ({"bbox": [2, 2, float("nan"), 3]}, "bbox [2, 2, nan, 3] is not finite (non_finite_bbox)"),
+]
+
+
+@pytest.mark.parametrize("invalid", ["drop", "error"])
+@pytest.mark.parametrize(("change", "message"), ALWAYS_ERRORS)
+def test_validator_errors_stop_under_either_policy(
+    tiny_coco: dict, change: dict, message: str, invalid: str
+) -> None:
+    tiny_coco["annotations"][1].update(change)
+    with pytest.raises(DataError) as err:
+        encode_coco(tiny_coco, "tiny.json", invalid=invalid)
+    assert str(err.value) == f"tiny.json: annotation id 2 (image 7): {message}"
+
+
+def test_box_beyond_the_image_is_kept_and_counted(tiny_coco: dict) -> None:
+    tiny_coco["annotations"][1]["bbox"] = [30, 2, 15, 6]  # 5 px beyond the 40 px wide image
+    report = encode_coco(tiny_coco, "tiny.json", invalid="error")
+    assert [a["id"] for a in tiny_coco["annotations"]] == [1, 2, 5, 6, 9, 10]
+    assert report["counted"] == {
+        "counts": {"bbox_beyond_image": 1},
+        "example_annotation_ids": {"bbox_beyond_image": [2]},
+    }
 
 
 def test_invalid_parts_of_a_multi_polygon_are_dropped(tiny_coco: dict) -> None:
@@ -135,7 +166,7 @@ def test_area_of_kept_parts_survives_the_file_round_trip(tiny_coco: dict, tmp_pa
 
 def test_invalid_part_is_an_error_under_error(tiny_coco: dict) -> None:
     tiny_coco["annotations"][1]["segmentation"].append([1, 1, 3, 3])
-    with pytest.raises(DataError, match=r"annotation id 2: .*polygon_too_short"):
+    with pytest.raises(DataError, match=r"annotation id 2 \(image 7\): .*polygon_too_short"):
         encode_coco(tiny_coco, "tiny.json", invalid="error")
 
 

@@ -217,7 +217,7 @@ def test_killed_training_resumes_from_last_checkpoint(data, tmp_path):
     assert _aim_fingerprint(tmp_path, runs["train-facere"][0]) == final["fingerprint"]
     from aim import Repo
 
-    from fashionfail.models.reporting import tag_names
+    from fashionfail.tracking import tag_names
 
     (run,) = Repo.from_path(str(tmp_path)).iter_runs()
     assert tag_names(run) == {"stage:train-facere", "resumed", "finished"}

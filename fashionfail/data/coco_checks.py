@@ -1,5 +1,6 @@
-"""Checks of COCO-style annotation files: structure (split, rle-encode), then geometry,
-categories and image files (training datasets, evaluation ground truth), one validator for all.
+"""Checks of COCO-style annotation files: structure, categories and boxes (from the first stage
+that reads a file: split, rle-encode), then segmentations and image files (training datasets,
+evaluation ground truth), one validator for all.
 
 Everything is indexed once with dicts/sets (one pass over images, one over annotations), so the
 checks stay linear on Fashionpedia's 333k annotations. Each failure is a one-line DataError naming
@@ -12,6 +13,8 @@ import math
 import os
 from collections.abc import Collection
 from pathlib import Path
+
+import msgspec
 
 from fashionfail.jsonio import DataError
 
@@ -216,52 +219,85 @@ class CheckReport:
         return "; ".join(parts)
 
 
+def file_category_ids(coco: dict, source: str | os.PathLike) -> set:
+    """The ids of the file's 'categories' (also when coco_io left them undecoded)."""
+    cats = coco["categories"]
+    if isinstance(cats, msgspec.Raw):
+        try:
+            cats = msgspec.json.decode(cats)
+        except msgspec.DecodeError as e:
+            raise DataError(f"{source}: 'categories' cannot be read ({e})") from None
+    if not isinstance(cats, list) or not all(isinstance(c, dict) and "id" in c for c in cats):
+        raise DataError(f"{source}: every category needs an 'id'")
+    return {c["id"] for c in cats}
+
+
+def annotation_problem(
+    ann: dict,
+    img: dict,
+    allowed: Collection[int],
+    category_label: str = "in 'categories'",
+    segmentation: bool = True,
+) -> tuple[str, str] | None:
+    """(rule, detail) of the first rule `ann` breaks, or None; `segmentation=False` checks only
+    its category and bbox (split and rle-encode, which leave or check the geometry themselves)."""
+    if ann["category_id"] not in allowed:
+        return "unknown_category", f"category_id {ann['category_id']!r}, not {category_label}"
+    w, h = img["width"], img["height"]
+    problem = _bbox_problem(ann["bbox"], w, h)
+    if problem is None and segmentation:
+        problem = _segmentation_problem(ann["segmentation"], w, h)
+    return problem
+
+
+def annotation_error(source: str | os.PathLike, ann: dict, detail: str, rule: str) -> DataError:
+    """The one-line error `<file>: annotation id N (image M): <detail> (<rule>)`."""
+    return DataError(
+        f"{source}: annotation id {ann['id']} (image {ann['image_id']!r}): {detail} ({rule})"
+    )
+
+
+TOLERATED = ("drop", "count", "error")
+
+
 def check_annotations(
     coco: dict,
     source: str | os.PathLike,
     *,
     category_ids: Collection[int] | None = None,
     category_label: str = "in 'categories'",
-    ground_truth: bool = False,
+    tolerated: str = "drop",
+    segmentation: bool = True,
 ) -> CheckReport:
-    """Validate every annotation of a fully decoded COCO dict; drop the tolerated ones in place.
+    """Validate every annotation of a COCO dict; drop the tolerated ones in place.
 
     Structure first (`validate_coco`: keys, duplicate ids, unknown image ids), then per annotation
     the rules above. `category_ids`: the allowed category ids (default: those of 'categories').
-    `ground_truth=True`: DROP rules are errors too (evaluation must score the file it was given).
-    Raises DataError `<file>: annotation id N (image M): <detail> (<rule>)` on the first error.
+    `tolerated`: what becomes of an annotation breaking a DROP rule: "drop" (training sets),
+    "count" (kept and counted: split, which copies its input as is) or "error" (evaluation ground
+    truth, which must be scored as given). `segmentation=False` skips the segmentation rules
+    (split: coco_io leaves segmentations undecoded). Raises DataError
+    `<file>: annotation id N (image M): <detail> (<rule>)` on the first error.
     """
+    if tolerated not in TOLERATED:
+        raise ValueError(f"tolerated must be one of {TOLERATED}, got {tolerated!r}")
     images = validate_coco(coco, source)
-    if category_ids is None:
-        cats = coco["categories"]
-        if not isinstance(cats, list) or not all(isinstance(c, dict) and "id" in c for c in cats):
-            raise DataError(f"{source}: every category needs an 'id'")
-        category_ids = {c["id"] for c in cats}
-    allowed = set(category_ids)
+    allowed = set(category_ids) if category_ids is not None else file_category_ids(coco, source)
     report = CheckReport()
     kept = []
     for ann in coco["annotations"]:
-        img = images[ann["image_id"]]
-        w, h = img["width"], img["height"]
-        if ann["category_id"] not in allowed:
-            problem = (
-                "unknown_category",
-                f"category_id {ann['category_id']!r}, not {category_label}",
-            )
-        else:
-            problem = _bbox_problem(ann["bbox"], w, h) or _segmentation_problem(
-                ann["segmentation"], w, h
-            )
+        problem = annotation_problem(
+            ann, images[ann["image_id"]], allowed, category_label, segmentation
+        )
         if problem is not None:
             rule, detail = problem
-            if rule in COUNT_RULES:
+            if rule in COUNT_RULES or (rule in DROP_RULES and tolerated == "count"):
                 report.add(report.counted, rule, ann["id"])
-            elif rule in DROP_RULES and not ground_truth:
+            elif rule in DROP_RULES and tolerated == "drop":
                 report.add(report.dropped, rule, ann["id"])
                 continue
             else:
-                where = f"{source}: annotation id {ann['id']} (image {ann['image_id']})"
-                raise DataError(f"{where}: {detail} ({rule})")
+                raise annotation_error(source, ann, detail, rule)
         kept.append(ann)
     report.annotations_in, report.annotations_kept = len(coco["annotations"]), len(kept)
     coco["annotations"] = kept

@@ -5,7 +5,8 @@ Decoding every polygon coordinate into a Python float costs ~10x the file size i
 and rle-encode only hands them to workers. So `load_coco` decodes just what the data steps read:
 
 - the `images` list, fully (small: 45k entries);
-- per annotation, the keys in DECODED_KEYS (id, image_id, bbox);
+- per annotation, the keys in DECODED_KEYS (id, image_id, category_id, bbox: what the
+  validator's category and box rules read);
 - everything else (segmentation, attribute_ids, area, info, categories, ...) stays a
   `msgspec.Raw`, a zero-copy slice of the file's bytes, written back verbatim by `dump_coco`.
 
@@ -25,7 +26,7 @@ import msgspec
 
 from fashionfail.jsonio import DataError, atomic_path, read_bytes
 
-DECODED_KEYS = ("id", "image_id", "bbox")
+DECODED_KEYS = ("id", "image_id", "category_id", "bbox")
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()

@@ -5,12 +5,17 @@ parts, as pycocotools/torchvision read it); uncompressed RLE (list counts) is co
 compressed RLE is kept. Training then decodes one RLE per object instead of rasterising polygons
 every epoch, and no polygon edge case can reach the data loader.
 
+Each annotation's category and box go through the validator training uses (coco_checks, with the
+file's categories as the label space): its ERROR rules (unknown_category, malformed_bbox,
+non_finite_bbox) stop the stage with the one-line error training would give, whatever the policy;
+its COUNT rule (bbox_beyond_image) keeps the annotation and counts it under "counted".
 Invalid geometry follows the `invalid` policy ("drop": the annotation is dropped and counted per
-reason in the report, with its id among the first few examples; "error": DataError naming the file
-and annotation id). Reasons:
-  unknown_image_id, malformed_bbox, zero_size_bbox, empty_segmentation, polygon_too_short
-  (< 6 numbers: pycocotools reads 4 numbers as a box and rejects fewer), polygon_odd_length,
-  malformed_segmentation, rle_size_mismatch (RLE size != image height/width), empty_mask.
+reason in the report, with its id among the first few examples; "error": DataError
+`<file>: annotation id N (image M): <detail> (<reason>)`). Reasons:
+  unknown_image_id, degenerate_bbox (width or height <= 0), bbox_outside_image,
+  empty_segmentation, polygon_too_short (< 6 numbers: pycocotools reads 4 numbers as a box and
+  rejects fewer), polygon_odd_length, malformed_segmentation, rle_size_mismatch (RLE size !=
+  image height/width), empty_mask.
 A polygon list where only SOME parts are invalid keeps its valid parts: the bad parts are dropped
 and counted under `dropped_polygon_parts` (the object is still there, one bad part of a multi-part
 outline should not cost the whole object). Under "error" any invalid part is an error.
@@ -36,9 +41,16 @@ import msgspec
 from pycocotools import mask as mask_utils
 
 from fashionfail.config import RLE_POLICIES as POLICIES
-from fashionfail.data.coco_checks import index_images
+from fashionfail.data.coco_checks import (
+    COUNT_RULES,
+    ERROR_RULES,
+    annotation_error,
+    annotation_problem,
+    file_category_ids,
+    index_images,
+)
 from fashionfail.data.coco_io import dump_coco, gc_paused, load_coco
-from fashionfail.jsonio import DataError, dump_json
+from fashionfail.jsonio import dump_json
 
 CHUNK = 4000  # annotations per worker task: ~2 MB payload, ~0.1 s of work
 EXAMPLES = 5  # offending annotation ids kept per reason in the report
@@ -130,17 +142,18 @@ _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
-def _precheck(ann: dict, images: dict[int, dict]) -> tuple[str, str] | None:
-    """Problems visible without touching the geometry: image id and bbox."""
+def _precheck(
+    ann: dict, images: dict[int, dict], categories: set, source: str | os.PathLike
+) -> tuple[str, str] | None:
+    """Problems visible without touching the geometry: the image id, then the validator's
+    category and box rules (coco_checks), whose ERROR rules stop the stage whatever the policy."""
     img = images.get(ann["image_id"])
     if img is None:
         return "unknown_image_id", f"unknown image id {ann['image_id']!r}"
-    bbox = ann["bbox"]
-    if not (isinstance(bbox, list) and len(bbox) == 4):
-        return "malformed_bbox", f"bbox {bbox!r} is not [x, y, w, h]"
-    if not (bbox[2] > 0 and bbox[3] > 0):
-        return "zero_size_bbox", f"bbox {bbox!r} has zero or negative size"
-    return None
+    problem = annotation_problem(ann, img, categories, segmentation=False)
+    if problem is not None and problem[0] in ERROR_RULES:
+        raise annotation_error(source, ann, problem[1], problem[0])
+    return problem
 
 
 class _Tally:
@@ -169,23 +182,27 @@ class _Planned(NamedTuple):
     ann: dict
     size: list[int] | None  # [height, width] when the geometry goes to the encoder
     problem: tuple[str, str] | None  # (reason, detail) found before encoding (image id, bbox)
+    counted: str | None = None  # a COUNT rule it breaks (kept, counted in the report)
 
 
 def _plan_chunks(
-    annotations: list[dict], images: dict[int, dict]
+    annotations: list[dict], images: dict[int, dict], categories: set, source: str | os.PathLike
 ) -> Iterator[tuple[list[_Planned], bytes]]:
     """CHUNK annotations at a time: their plan and the payload [[seg, h, w], ...] to encode."""
     for start in range(0, len(annotations), CHUNK):
         plan, items = [], []
         for ann in annotations[start : start + CHUNK]:
-            problem = _precheck(ann, images)
+            problem = _precheck(ann, images, categories, source)
+            counted = None
+            if problem is not None and problem[0] in COUNT_RULES:
+                counted, problem = problem[0], None
             size = None
             if problem is None:
                 img = images[ann["image_id"]]
                 size = [img["height"], img["width"]]
                 # The segmentation may still be raw JSON bytes (coco_io): encoded verbatim.
                 items.append([ann["segmentation"], *size])
-            plan.append(_Planned(ann, size, problem))
+            plan.append(_Planned(ann, size, problem, counted))
         yield plan, _encode(items)
 
 
@@ -245,24 +262,28 @@ def encode_coco(
     """
     _check_policy(invalid)
     images = index_images(coco, source)
+    categories = file_category_ids(coco, source)
     annotations = coco["annotations"]
     kinds: dict[str, int] = {}
-    dropped, dropped_parts = _Tally(), _Tally()
+    dropped, dropped_parts, counted = _Tally(), _Tally(), _Tally()
     kept: list[dict] = []
-    for plan, results in _encoded_chunks(_plan_chunks(annotations, images), pool, max_in_flight):
-        for (ann, size, _), kind, (counts, reason, extra) in _outcomes(plan, results):
+    chunks = _plan_chunks(annotations, images, categories, source)
+    for plan, results in _encoded_chunks(chunks, pool, max_in_flight):
+        for (ann, size, _, rule), kind, (counts, reason, extra) in _outcomes(plan, results):
             if kind is not None:
                 kinds[kind] = kinds.get(kind, 0) + 1
             # A rejected annotation's problem, or the polygon parts dropped from a kept one.
             problems = [(reason, extra)] if counts is None else extra
             if problems and invalid == "error":
                 first_reason, detail = problems[0]
-                raise DataError(f"{source}: annotation id {ann['id']}: {detail} ({first_reason})")
+                raise annotation_error(source, ann, detail, first_reason)
             if counts is None:
                 dropped.add(reason, ann["id"])
                 continue
             for part_reason, _detail in extra:
                 dropped_parts.add(part_reason, ann["id"])
+            if rule is not None:
+                counted.add(rule, ann["id"])
             ann["segmentation"] = {"size": size, "counts": counts}
             if extra:  # parts were dropped: `area` (COCOeval's size ranges) must match the mask
                 ann["area"] = float(mask_utils.area({"size": size, "counts": counts.encode()}))
@@ -278,6 +299,8 @@ def encode_coco(
         "segmentation_in": dict(sorted(kinds.items())),
         "dropped": dropped.as_dict(),
         "dropped_polygon_parts": dropped_parts.as_dict(),
+        # Kept as the original keeps them, counted (the validator's COUNT rules).
+        "counted": counted.as_dict(),
     }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from fashionfail.data.coco_checks import validate_coco
+from fashionfail.data.coco_checks import check_annotations
 from fashionfail.data.coco_io import dump_coco, gc_paused, load_coco
 from fashionfail.jsonio import DataError
 
@@ -63,11 +63,15 @@ def split_file(
 ) -> dict:
     """Load and validate `ann`, split it, write both halves atomically; return counts.
 
+    The validator (coco_checks) runs its structure, category and box rules: an ERROR rule
+    (unknown category id, malformed box, ...) stops the split naming the file and annotation id,
+    as training would; annotations breaking a DROP or COUNT rule (e.g. a box outside its image)
+    are kept (rle-encode and training drop them) and counted under "checks".
     Values split does not read (polygons, attributes, info, ...) are copied byte for byte.
     """
     with gc_paused():
         coco = load_coco(ann)
-        validate_coco(coco, ann)
+        checks = check_annotations(coco, ann, tolerated="count", segmentation=False)
         try:
             train, val = split_coco(coco, val_fraction, seed)
         except DataError as e:
@@ -86,4 +90,5 @@ def split_file(
         "seed": seed,
         "train": {"images": len(train["images"]), "annotations": len(train["annotations"])},
         "val": {"images": len(val["images"]), "annotations": len(val["annotations"])},
+        "checks": checks.as_dict(),
     }

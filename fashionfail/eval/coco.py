@@ -61,7 +61,7 @@ def load_ground_truth(path: str | os.PathLike) -> COCO:
         for key in _GT_KEYS:
             if key not in ann:
                 raise DataError(f"{path}: annotation id {ann['id']} is missing key {key!r}")
-    report = check_annotations(data, path, ground_truth=True)
+    report = check_annotations(data, path, tolerated="error")
     if any(ann["id"] < 1 for ann in data["annotations"]):
         for new_id, ann in enumerate(data["annotations"], start=1):
             ann["id"] = new_id

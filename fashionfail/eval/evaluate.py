@@ -11,9 +11,9 @@ failure leaves nothing partial):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +33,7 @@ from fashionfail.eval.overlays import draw_detections, save_png, side_by_side
 from fashionfail.eval.prediction_files import PRESETS, PredictionFormat, load_prediction_file
 from fashionfail.inference import ImageItem, group_by_image, load_model, predict, read_image
 from fashionfail.jsonio import DataError, atomic_dir, dump_json
-from fashionfail.tracking import ensure_aim_repo
+from fashionfail.tracking import stage_run
 
 _TABLE_METRICS = ("AP", "AP50", "TP", "FP", "FN")
 
@@ -158,41 +158,23 @@ def write_overlays(
 
 
 def log_to_aim(
-    repo: Path, name: str, metrics: dict, overlays: Sequence[tuple[str, Path]], hparams: dict
-) -> str:
-    """One Aim run `evaluate-<name>[@<dvc exp>]`: metrics and overlay images; returns its hash.
-
-    The DVC experiment name comes from env DVC_EXP_NAME (set by `dvc exp run`), as in training.
-    """
+    run, name: str, metrics: dict, overlays: Sequence[tuple[str, Path]], hparams: dict
+) -> None:
+    """Metrics, overlay images and hparams of one evaluation on its Aim run (`stage_run`)."""
     import aim  # imported here: it is slow to import and only this function needs it
 
-    exp = os.environ.get("DVC_EXP_NAME")
-    ensure_aim_repo(repo)  # parallel experiments may start together
-    run = aim.Run(
-        repo=str(repo),
-        experiment=f"evaluate-{name}",
-        system_tracking_interval=None,
-        log_system_params=False,
-        capture_terminal_logs=False,
-    )
-    try:
-        run.name = f"evaluate-{name}@{exp}" if exp else f"evaluate-{name}"
-        run["dvc_experiment"] = exp or ""
-        run["hparams"] = hparams
-        for iou_type in IOU_TYPES:
-            for key, value in metrics[iou_type].items():
-                run.track(value, name=key, context={"subset": name, "iou_type": iou_type})
-        for step, (caption, path) in enumerate(overlays):
-            with Image.open(path) as im:
-                run.track(
-                    aim.Image(im.copy(), caption=caption),
-                    name="overlays",
-                    step=step,
-                    context={"subset": name},
-                )
-        return run.hash
-    finally:
-        run.close()
+    run["hparams"] = hparams
+    for iou_type in IOU_TYPES:
+        for key, value in metrics[iou_type].items():
+            run.track(value, name=key, context={"subset": name, "iou_type": iou_type})
+    for step, (caption, path) in enumerate(overlays):
+        with Image.open(path) as im:
+            run.track(
+                aim.Image(im.copy(), caption=caption),
+                name="overlays",
+                step=step,
+                context={"subset": name},
+            )
 
 
 def evaluate(
@@ -227,6 +209,7 @@ def evaluate(
     gt = load_ground_truth(gt_path)
     items = _gt_items(gt, images_dir, gt_path)
     evaluated = LabelSpace(classes).dataset_ids
+    records = None
     if predictions is not None:
         fmt = prediction_format or PRESETS["coco"]
         allowed = set(evaluated)
@@ -241,35 +224,42 @@ def evaluate(
                 f"{checkpoint}: predicts {space.name} classes, cannot be evaluated on "
                 f"{classes} classes"
             )
-        records = predict(
-            model,
-            space,
-            items,
-            batch_size=cfg.batch_size,
-            device=cfg.device,
-            keep_categories=evaluated,
-            num_workers=cfg.num_workers,
-            progress=progress,
-            box_decimals=cfg.box_decimals,
-        )
         source = {"checkpoint": str(checkpoint)}
-    metrics, per_class, weights = evaluate_results(gt, records, evaluated)
-    metrics.update({"num_images": len(items), "num_predictions": len(records)})
-    if gt.check_report.counted:  # GT kept as the original scores it, but not silently
-        metrics["gt_counted"] = dict(gt.check_report.counted)
-        print(f"{gt_path}: {gt.check_report.summary()} (see metrics.json)", file=sys.stderr)
-
-    rows = per_class_rows(per_class, class_image_counts(gt, evaluated), len(items), weights)
-
-    with atomic_dir(out_dir) as tmp:
-        dump_json(records, tmp / "predictions.json")
-        dump_json(metrics, tmp / "metrics.json", indent=True)
-        _write_csv(rows, tmp / "per_class.csv")
-        _write_markdown(name, metrics, rows, tmp / "per_class.md")
-        overlays = write_overlays(
-            gt, records, items[: cfg.num_overlays], tmp / "overlays", cfg.score_threshold
-        )
-        if aim_repo is not None:
-            hparams = {**source, "gt": str(gt_path), "classes": classes, **cfg.model_dump()}
-            log_to_aim(aim_repo, name, metrics, overlays, hparams)
+    # The Aim run opens once the inputs are known good and before the predictions, so Aim's
+    # duration is the evaluation's; it is tagged like a training run (fashionfail.tracking).
+    tracked = (
+        stage_run(aim_repo, f"evaluate@{name}", f"evaluate-{name}")
+        if aim_repo is not None
+        else contextlib.nullcontext()
+    )
+    with tracked as run:
+        if records is None:
+            records = predict(
+                model,
+                space,
+                items,
+                batch_size=cfg.batch_size,
+                device=cfg.device,
+                keep_categories=evaluated,
+                num_workers=cfg.num_workers,
+                progress=progress,
+                box_decimals=cfg.box_decimals,
+            )
+        metrics, per_class, weights = evaluate_results(gt, records, evaluated)
+        metrics.update({"num_images": len(items), "num_predictions": len(records)})
+        if gt.check_report.counted:  # GT kept as the original scores it, but not silently
+            metrics["gt_counted"] = dict(gt.check_report.counted)
+            print(f"{gt_path}: {gt.check_report.summary()} (see metrics.json)", file=sys.stderr)
+        rows = per_class_rows(per_class, class_image_counts(gt, evaluated), len(items), weights)
+        with atomic_dir(out_dir) as tmp:
+            dump_json(records, tmp / "predictions.json")
+            dump_json(metrics, tmp / "metrics.json", indent=True)
+            _write_csv(rows, tmp / "per_class.csv")
+            _write_markdown(name, metrics, rows, tmp / "per_class.md")
+            overlays = write_overlays(
+                gt, records, items[: cfg.num_overlays], tmp / "overlays", cfg.score_threshold
+            )
+            if run is not None:
+                hparams = {**source, "gt": str(gt_path), "classes": classes, **cfg.model_dump()}
+                log_to_aim(run, name, metrics, overlays, hparams)
     return metrics

@@ -45,9 +45,9 @@ from fashionfail.models.factory import (
 )
 from fashionfail.models.module import MaskRCNNModule
 from fashionfail.models.progress import progress_settings, quiet_known_noise
-from fashionfail.models.reporting import AimTags, BestScore, mark_interrupted
+from fashionfail.models.reporting import AimTags, BestScore
 from fashionfail.models.safety import AtomicModelCheckpoint
-from fashionfail.tracking import ensure_aim_repo
+from fashionfail.tracking import ensure_aim_repo, mark_interrupted, run_name
 
 # Failures of a training run that are the user's to fix (reported in one line, no traceback):
 # a bad weights file, a missing path, an accelerator or strategy Lightning cannot provide.
@@ -295,13 +295,12 @@ def _loggers(paths: TrainPaths, live_dir: Path, info: dict, resume: bool) -> lis
     from aim.pytorch_lightning import AimLogger
     from dvclive.lightning import DVCLiveLogger
 
-    exp = os.environ.get("DVC_EXP_NAME")
     if _is_main_process():  # the only rank that writes to Aim
         ensure_aim_repo(paths.aim_repo)  # parallel experiments may start together
     aim = AimLogger(
         repo=str(paths.aim_repo),
         experiment=paths.name,
-        run_name=f"{paths.name}@{exp}" if exp else paths.name,
+        run_name=run_name(paths.name),
         run_hash=info.get("aim_run_hash") if resume else None,
         train_metric_prefix="train/",
         val_metric_prefix="val/",
@@ -471,12 +470,8 @@ def _fit(
             last,
             _RunFile(work / RUN_FILE, info, loggers[0]),
             EpochSeed(cfg.seed, train_loader.sampler),
-            AimTags(paths.name, os.environ.get("DVC_EXP_NAME"), resumed=resume_from is not None),
-            *(
-                [BestScore(live_dir / "best.json", paths.summary_key)]
-                if paths.summary_key
-                else []
-            ),
+            AimTags(paths.name, resumed=resume_from is not None),
+            *([BestScore(live_dir / "best.json", paths.summary_key)] if paths.summary_key else []),
             *progress,
         ],
         default_root_dir=str(work),
