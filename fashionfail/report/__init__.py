@@ -1,1 +1,1 @@
-"""The reproduction report: the paper's tables beside this run's, per class, calibration, failures."""
+"""The reproduction report: the paper beside this run, per class, calibration, failures."""

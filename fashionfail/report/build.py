@@ -121,7 +121,9 @@ def results_table(
     paper_rows: Mapping[str, Mapping], run_rows: Sequence[tuple[str, str, Mapping]]
 ) -> Table:
     """The paper's rows, then this run's (label, paper row name, metrics) with differences."""
-    header = ["model", "source"] + [f"{IOU_NAMES[t]} {h}" for t in IOU_TYPES for h in HEADERS.values()]
+    header = ["model", "source"] + [
+        f"{IOU_NAMES[t]} {h}" for t in IOU_TYPES for h in HEADERS.values()
+    ]
     table = Table(header, right=set(range(2, len(header))))
     for name, row in paper_rows.items():
         table.rows.append([name, "paper", *paper_cells(row)])
@@ -159,10 +161,16 @@ def _num(value: float | None, scale: float = 100.0) -> str:
 
 def per_class_table(rows: Sequence[dict]) -> Table:
     header = [
-        "class", "test images %",
-        "box AP Facere", "box AP Facere+", "mask AP Facere", "mask AP Facere+", "mask Δ",
-        "TP/FP/FN Facere", "TP/FP/FN Facere+",
-    ]  # fmt: skip
+        "class",
+        "test images %",
+        "box AP Facere",
+        "box AP Facere+",
+        "mask AP Facere",
+        "mask AP Facere+",
+        "mask Δ",
+        "TP/FP/FN Facere",
+        "TP/FP/FN Facere+",
+    ]
     table = Table(header, right=set(range(1, 7)))
     for r in rows:
         counts = [
@@ -214,12 +222,22 @@ def _picture(image_path: Path, panels: Sequence[tuple[str, Sequence[dict], float
     except OSError as e:
         raise DataError(f"{image_path}: cannot read image ({e})") from None
     image = torch.from_numpy(rgb).permute(2, 0, 1)
+    torch.set_num_threads(1)  # small images: threads only add overhead (3x slower on 2 cores)
     names = dict(enumerate(FASHIONPEDIA_NAMES))
     drawn = [
-        (title, draw_detections(image, anns, names, score_threshold=t, max_side=320,
-                                empty_note=f"none >= {t:g}" if t > 0 else "none"))
+        (
+            title,
+            draw_detections(
+                image,
+                anns,
+                names,
+                score_threshold=t,
+                max_side=320,
+                empty_note=f"none >= {t:g}" if t > 0 else "none",
+            ),
+        )
         for title, anns, t in panels
-    ]  # fmt: skip
+    ]
     return to_pil(side_by_side(drawn))
 
 
@@ -232,7 +250,7 @@ def failure_section(
     section = Section(
         "Failure cases (FashionFail-test)",
         [
-            f"Matching at IoU .50 on {IOU_NAMES[cfg.iou_type]}es, as COCOeval matches. Misses: GT "
+            f"Matching at IoU .50 on {IOU_NAMES[cfg.iou_type]}s, as COCOeval matches. Misses: GT "
             "objects no detection matched, largest first; false positives: unmatched detections, "
             f"highest score first; at most {cfg.failures_per_class} per class and "
             f"{cfg.max_failures} in all per model. Overlays show detections scoring >= "
@@ -245,30 +263,66 @@ def failure_section(
         m = detail.matched[cfg.iou_type]
         cases = failure_cases(m.detections, m.objects, cfg.failures_per_class, cfg.max_failures)
         imgs = detail.gt.imgs
-        table = Table(["kind", "image id", "file", "class", "area / score"], right={1, 4})
+        table = Table(["model", "kind", "image id", "file", "class", "area / score"], right={2, 5})
         for g in cases["misses"]:
             ann = detail.gt.anns[g["id"]]
             img = imgs[g["image_id"]]
             dets = m.image_detections(g["image_id"])
-            table.rows.append(["miss", str(img["id"]), img["file_name"],
-                               FASHIONPEDIA_NAMES[g["category_id"]], f"{g['area']:.0f} px"])  # fmt: skip
-            pic = _picture(images / img["file_name"],
-                           [("missed GT object", [ann], 0.0),
-                            (f"{model} detections", dets, cfg.score_threshold)])  # fmt: skip
-            section.figures.append((f"{model}: missed {FASHIONPEDIA_NAMES[ann['category_id']]}, "
-                                    f"image {img['id']} ({img['file_name']})", png_img(pic)))  # fmt: skip
+            table.rows.append(
+                [
+                    model,
+                    "miss",
+                    str(img["id"]),
+                    img["file_name"],
+                    FASHIONPEDIA_NAMES[g["category_id"]],
+                    f"{g['area']:.0f} px",
+                ]
+            )
+            pic = _picture(
+                images / img["file_name"],
+                [
+                    ("missed GT object", [ann], 0.0),
+                    (f"{model} detections", dets, cfg.score_threshold),
+                ],
+            )
+            section.figures.append(
+                (
+                    f"{model}: missed {FASHIONPEDIA_NAMES[ann['category_id']]}, "
+                    f"image {img['id']} ({img['file_name']})",
+                    png_img(pic),
+                )
+            )
         for d in cases["false_positives"]:
             img = imgs[d["image_id"]]
-            table.rows.append(["false positive", str(img["id"]), img["file_name"],
-                               FASHIONPEDIA_NAMES[d["category_id"]], f"{d['score']:.3f}"])  # fmt: skip
-            pic = _picture(images / img["file_name"],
-                           [("ground truth", detail.gt.imgToAnns.get(img["id"], []), 0.0),
-                            (f"{model} false positive", [m.dt_anns[d["id"]]], 0.0)])  # fmt: skip
-            section.figures.append((f"{model}: false positive {FASHIONPEDIA_NAMES[d['category_id']]}"
-                                    f" {d['score']:.2f}, image {img['id']}", png_img(pic)))  # fmt: skip
+            table.rows.append(
+                [
+                    model,
+                    "false positive",
+                    str(img["id"]),
+                    img["file_name"],
+                    FASHIONPEDIA_NAMES[d["category_id"]],
+                    f"{d['score']:.3f}",
+                ]
+            )
+            pic = _picture(
+                images / img["file_name"],
+                [
+                    ("ground truth", detail.gt.imgToAnns.get(img["id"], []), 0.0),
+                    (f"{model} false positive", [m.dt_anns[d["id"]]], 0.0),
+                ],
+            )
+            section.figures.append(
+                (
+                    f"{model}: false positive {FASHIONPEDIA_NAMES[d['category_id']]}"
+                    f" {d['score']:.2f}, image {img['id']}",
+                    png_img(pic),
+                )
+            )
         section.tables.append(table)
-        md.append(f"{model}: {len(cases['misses'])} misses, "
-                  f"{len(cases['false_positives'])} false positives listed.")  # fmt: skip
+        md.append(
+            f"{model}: {len(cases['misses'])} misses, "
+            f"{len(cases['false_positives'])} false positives listed."
+        )
     if FACERE in details and PLUS in details:
         a, b = details[FACERE], details[PLUS]
         fixed = fixed_images(a.matched[cfg.iou_type].objects, b.matched[cfg.iou_type].objects)
@@ -281,13 +335,22 @@ def failure_section(
         )
         for image_id in shown:
             img = a.gt.imgs[image_id]
-            pic = _picture(images / img["file_name"], [
-                ("ground truth", a.gt.imgToAnns.get(image_id, []), 0.0),
-                ("Facere", a.matched[cfg.iou_type].image_detections(image_id),
-                 cfg.score_threshold),
-                ("Facere+", b.matched[cfg.iou_type].image_detections(image_id),
-                 cfg.score_threshold),
-            ])  # fmt: skip
+            pic = _picture(
+                images / img["file_name"],
+                [
+                    ("ground truth", a.gt.imgToAnns.get(image_id, []), 0.0),
+                    (
+                        "Facere",
+                        a.matched[cfg.iou_type].image_detections(image_id),
+                        cfg.score_threshold,
+                    ),
+                    (
+                        "Facere+",
+                        b.matched[cfg.iou_type].image_detections(image_id),
+                        cfg.score_threshold,
+                    ),
+                ],
+            )
             section.figures.append((f"Facere fails, Facere+ right: image {image_id}", png_img(pic)))
     return section, md
 
@@ -301,10 +364,13 @@ def calibration_rows(cal: Mapping[str, dict]) -> list[dict]:
             {
                 "lower": bbox["lower"],
                 "upper": bbox["upper"],
-                **{f"{key}_{t}": b.get(key, "") for t, b in (("bbox", bbox), ("segm", segm))
-                   for key in ("count", "confidence", "accuracy")},
+                **{
+                    f"{key}_{t}": b.get(key, "")
+                    for t, b in (("bbox", bbox), ("segm", segm))
+                    for key in ("count", "confidence", "accuracy")
+                },
             }
-        )  # fmt: skip
+        )
     return rows
 
 
@@ -328,16 +394,21 @@ def build(inputs: ReportInputs, cfg: ReportConfig) -> dict[str, str | dict]:
     )
     ff_rows = [(f"{EVALUATIONS[n][0]} ({n})", EVALUATIONS[n][0], evals[n]) for n in (FACERE, PLUS)]
     ff_rows += [(f"{row} (prediction file)", row, m) for row, m in baselines.items()]
-    fp_rows = [
-        (f"Facere ({n}: {EVALUATIONS[n][1]})", "Facere", evals[n])
-        for n in ("facere_fp_raw", "facere_fp")
-    ]
+    fp_rows = [(f"Facere ({n})", "Facere", evals[n]) for n in ("facere_fp_raw", "facere_fp")]
     sections = [
-        Section("FashionFail-test: the paper beside this run",
-                tables=[results_table(paper.FASHIONFAIL_TEST, ff_rows)]),
-        Section("Fashionpedia-val: Facere",
-                tables=[results_table(paper.FASHIONPEDIA_VAL, fp_rows)]),
-    ]  # fmt: skip
+        Section(
+            "FashionFail-test: the paper beside this run",
+            tables=[results_table(paper.FASHIONFAIL_TEST, ff_rows)],
+        ),
+        Section(
+            "Fashionpedia-val: Facere",
+            [
+                "facere_fp_raw: scored against the raw val file, as the original; facere_fp: "
+                "against the rle-encode filtered copy."
+            ],
+            tables=[results_table(paper.FASHIONPEDIA_VAL, fp_rows)],
+        ),
+    ]
 
     facere_pc = read_per_class(inputs.eval_dir / FACERE / "per_class.csv")
     plus_pc = read_per_class(inputs.eval_dir / PLUS / "per_class.csv")
@@ -353,12 +424,19 @@ def build(inputs: ReportInputs, cfg: ReportConfig) -> dict[str, str | dict]:
             ],
             [per_class_table(pc_rows)],
             figures=[
-                (f"{IOU_NAMES[t]} AP per class", bar_chart(
-                    f"{IOU_NAMES[t]} AP", labels,
-                    {"Facere": [r[f"AP_{t}_facere"] for r in pc_rows],
-                     "Facere+": [r[f"AP_{t}_facere_plus"] for r in pc_rows]}))
+                (
+                    f"{IOU_NAMES[t]} AP per class",
+                    bar_chart(
+                        f"{IOU_NAMES[t]} AP",
+                        labels,
+                        {
+                            "Facere": [r[f"AP_{t}_facere"] for r in pc_rows],
+                            "Facere+": [r[f"AP_{t}_facere_plus"] for r in pc_rows],
+                        },
+                    ),
+                )
                 for t in IOU_TYPES
-            ],  # fmt: skip
+            ],
         )
     )
 
@@ -380,23 +458,32 @@ def build(inputs: ReportInputs, cfg: ReportConfig) -> dict[str, str | dict]:
     ece_table = Table(["evaluation", "detections", "box ECE", "mask ECE"], right={1, 2, 3})
     ece: dict[str, dict[str, float | None]] = {}
     for name, detail in details.items():
-        cal = {t: calibration(detail.matched[t].detections, cfg.calibration_bins) for t in IOU_TYPES}
+        cal = {
+            t: calibration(detail.matched[t].detections, cfg.calibration_bins) for t in IOU_TYPES
+        }
         ece[name] = {t: cal[t]["ece"] for t in IOU_TYPES}
-        ece_table.rows.append([f"{EVALUATIONS[name][0]} on {EVALUATIONS[name][1]} ({name})",
-                               str(cal["segm"]["count"]),
-                               *["n/a" if ece[name][t] is None else f"{ece[name][t]:.3f}"
-                                 for t in IOU_TYPES]])  # fmt: skip
+        ece_table.rows.append(
+            [
+                f"{EVALUATIONS[name][0]} on {EVALUATIONS[name][1]} ({name})",
+                str(cal["segm"]["count"]),
+                *["n/a" if ece[name][t] is None else f"{ece[name][t]:.3f}" for t in IOU_TYPES],
+            ]
+        )
         outputs[f"calibration/{name}.csv"] = _csv_text(calibration_rows(cal))
         for t in IOU_TYPES:
             cal_section.figures.append(
-                (f"{name}, {IOU_NAMES[t]}", reliability_diagram(
-                    f"{EVALUATIONS[name][0]} ({name}), {IOU_NAMES[t]}", cal[t]["bins"], cal[t]["ece"]))
-            )  # fmt: skip
+                (
+                    f"{name}, {IOU_NAMES[t]}",
+                    reliability_diagram(
+                        f"{EVALUATIONS[name][0]} ({name}), {IOU_NAMES[t]}",
+                        cal[t]["bins"],
+                        cal[t]["ece"],
+                    ),
+                )
+            )
     cal_section.tables.append(ece_table)
     sections.append(cal_section)
-    failures, _ = failure_section(
-        {n: details[n] for n in (FACERE, PLUS)}, inputs.ff_images, cfg
-    )
+    failures, _ = failure_section({n: details[n] for n in (FACERE, PLUS)}, inputs.ff_images, cfg)
     sections.append(failures)
 
     outputs["report.md"] = markdown(TITLE, intro, sections) + (

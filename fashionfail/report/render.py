@@ -32,10 +32,14 @@ class Table:
 
     def html(self) -> str:
         def row(tag: str, cells: Sequence[str]) -> str:
-            return "<tr>" + "".join(
-                f'<{tag}{" class=r" if i in self.right else ""}>{html.escape(c)}</{tag}>'
-                for i, c in enumerate(cells)
-            ) + "</tr>"
+            return (
+                "<tr>"
+                + "".join(
+                    f"<{tag}{' class=r' if i in self.right else ''}>{html.escape(c)}</{tag}>"
+                    for i, c in enumerate(cells)
+                )
+                + "</tr>"
+            )
 
         body = "".join(row("td", r) for r in self.rows)
         return f"<table>{row('th', self.header)}{body}</table>"
@@ -94,7 +98,7 @@ def page(title: str, intro: Sequence[str], sections: Sequence[Section]) -> str:
 def png_img(image) -> str:
     """A PIL image as an <img> with a data URI."""
     buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=True)
+    image.save(buf, format="PNG")
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<img alt="" src="data:image/png;base64,{data}">'
 
@@ -113,9 +117,7 @@ def _text(x: float, y: float, s: str, anchor: str = "start", **attrs: str) -> st
     return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{extra}>{html.escape(s)}</text>'
 
 
-def bar_chart(
-    title: str, labels: Sequence[str], series: dict[str, Sequence[float | None]]
-) -> str:
+def bar_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[float | None]]) -> str:
     """Horizontal grouped bars in [0, 1], one group per label, one bar per series (None: n/a)."""
     left, bar, gap, plot_w, top = 190, 9, 6, 360, 36
     group = bar * len(series) + gap
@@ -163,8 +165,8 @@ def reliability_diagram(title: str, bins: Sequence[dict], ece: float | None) -> 
             body.append(
                 f'<rect x="{x:.1f}" y="{top + size - h:.1f}" width="{w - 1:.1f}" height="{h:.1f}" '
                 f'fill="{PALETTE[0]}"><title>scores {b["lower"]:.2f}-{b["upper"]:.2f}: '
-                f'{b["count"]} detections, accuracy {b["accuracy"]:.3f}, '
-                f'confidence {b["confidence"]:.3f}</title></rect>'
+                f"{b['count']} detections, accuracy {b['accuracy']:.3f}, "
+                f"confidence {b['confidence']:.3f}</title></rect>"
             )
             cy = top + size - b["confidence"] * size
             body.append(
@@ -180,7 +182,12 @@ def reliability_diagram(title: str, bins: Sequence[dict], ece: float | None) -> 
         body.append(_text(left - 4, top + size - tick * size + 4, f"{tick:g}", "end"))
     body.append(_text(left + size / 2, top + size + 28, "detection score", "middle"))
     body.append(
-        _text(12, top + size / 2, "matched at IoU .50", "middle",
-              transform=f"rotate(-90 12 {top + size / 2})")
+        _text(
+            12,
+            top + size / 2,
+            "matched at IoU .50",
+            "middle",
+            transform=f"rotate(-90 12 {top + size / 2})",
+        )
     )
     return _svg(left + size + 20, top + size + 36, body)
