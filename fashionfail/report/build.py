@@ -258,12 +258,13 @@ def failure_section(
         ],
     )
     md: list[str] = []
+    table = Table(["model", "kind", "image id", "file", "class", "area / score"], right={2, 5})
+    section.tables.append(table)
     for name, detail in details.items():
         model = EVALUATIONS[name][0]
         m = detail.matched[cfg.iou_type]
         cases = failure_cases(m.detections, m.objects, cfg.failures_per_class, cfg.max_failures)
         imgs = detail.gt.imgs
-        table = Table(["model", "kind", "image id", "file", "class", "area / score"], right={2, 5})
         for g in cases["misses"]:
             ann = detail.gt.anns[g["id"]]
             img = imgs[g["image_id"]]
@@ -318,7 +319,6 @@ def failure_section(
                     png_img(pic),
                 )
             )
-        section.tables.append(table)
         md.append(
             f"{model}: {len(cases['misses'])} misses, "
             f"{len(cases['false_positives'])} false positives listed."
