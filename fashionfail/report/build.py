@@ -241,9 +241,7 @@ def _picture(image_path: Path, panels: Sequence[tuple[str, Sequence[dict], float
     return to_pil(side_by_side(drawn))
 
 
-def failure_section(
-    details: Mapping[str, Detail], images: Path, cfg: ReportConfig
-) -> tuple[Section, list[str]]:
+def failure_section(details: Mapping[str, Detail], images: Path, cfg: ReportConfig) -> Section:
     """Misses and confident false positives per model; images Facere fails and Facere+ fixes."""
     from fashionfail.report.render import png_img
 
@@ -257,7 +255,6 @@ def failure_section(
             f"{cfg.score_threshold:g}.",
         ],
     )
-    md: list[str] = []
     table = Table(["model", "kind", "image id", "file", "class", "area / score"], right={2, 5})
     section.tables.append(table)
     for name, detail in details.items():
@@ -319,10 +316,6 @@ def failure_section(
                     png_img(pic),
                 )
             )
-        md.append(
-            f"{model}: {len(cases['misses'])} misses, "
-            f"{len(cases['false_positives'])} false positives listed."
-        )
     if FACERE in details and PLUS in details:
         a, b = details[FACERE], details[PLUS]
         fixed = fixed_images(a.matched[cfg.iou_type].objects, b.matched[cfg.iou_type].objects)
@@ -352,7 +345,7 @@ def failure_section(
                 ],
             )
             section.figures.append((f"Facere fails, Facere+ right: image {image_id}", png_img(pic)))
-    return section, md
+    return section
 
 
 def calibration_rows(cal: Mapping[str, dict]) -> list[dict]:
@@ -483,7 +476,7 @@ def build(inputs: ReportInputs, cfg: ReportConfig) -> dict[str, str | dict]:
             )
     cal_section.tables.append(ece_table)
     sections.append(cal_section)
-    failures, _ = failure_section({n: details[n] for n in (FACERE, PLUS)}, inputs.ff_images, cfg)
+    failures = failure_section({n: details[n] for n in (FACERE, PLUS)}, inputs.ff_images, cfg)
     sections.append(failures)
 
     outputs["report.md"] = markdown(TITLE, intro, sections) + (
