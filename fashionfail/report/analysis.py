@@ -39,12 +39,13 @@ class Matches:
     by_image: dict[int, list[dict]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for record in self.dt_anns.values():
-            self.by_image.setdefault(record["image_id"], []).append(record)
+        matched = {d["id"] for d in self.detections if d["matched"]}
+        for dt_id, record in self.dt_anns.items():
+            self.by_image.setdefault(record["image_id"], []).append((dt_id in matched, record))
 
-    def image_detections(self, image_id: int) -> list[dict]:
-        """The result records of one image."""
-        return self.by_image.get(image_id, [])
+    def image_detections(self, image_id: int, threshold: float = 0.0) -> list[dict]:
+        """The result records of one image scoring >= `threshold`, and its matched ones."""
+        return [r for hit, r in self.by_image.get(image_id, []) if hit or r["score"] >= threshold]
 
 
 def matches(gt, results: Sequence[dict], iou_type: str, category_ids: Iterable[int]) -> Matches:

@@ -211,7 +211,8 @@ def load_detail(gt_path: Path, folder: Path, classes: str) -> Detail:
 
 
 def _picture(image_path: Path, panels: Sequence[tuple[str, Sequence[dict], float]]) -> Image.Image:
-    """Side-by-side overlays of one image: (title, annotations, score threshold) per panel."""
+    """Side-by-side overlays of one image: (title, records drawn, threshold they were chosen
+    with: named on an empty panel) per panel."""
     import torch
 
     from fashionfail.eval.overlays import draw_detections, side_by_side, to_pil
@@ -231,7 +232,6 @@ def _picture(image_path: Path, panels: Sequence[tuple[str, Sequence[dict], float
                 image,
                 anns,
                 names,
-                score_threshold=t,
                 max_side=320,
                 empty_note=f"none >= {t:g}" if t > 0 else "none",
             ),
@@ -251,8 +251,8 @@ def failure_section(details: Mapping[str, Detail], images: Path, cfg: ReportConf
             f"Matching at IoU .50 on {IOU_NAMES[cfg.iou_type]}s, as COCOeval matches. Misses: GT "
             "objects no detection matched, largest first; false positives: unmatched detections, "
             f"highest score first; at most {cfg.failures_per_class} per class and "
-            f"{cfg.max_failures} in all per model. Overlays show detections scoring >= "
-            f"{cfg.score_threshold:g}.",
+            f"{cfg.max_failures} in all per model. Overlays show the detections scoring >= "
+            f"{cfg.score_threshold:g} and every matched one.",
         ],
     )
     table = Table(["model", "kind", "image id", "file", "class", "area / score"], right={2, 5})
@@ -265,7 +265,7 @@ def failure_section(details: Mapping[str, Detail], images: Path, cfg: ReportConf
         for g in cases["misses"]:
             ann = detail.gt.anns[g["id"]]
             img = imgs[g["image_id"]]
-            dets = m.image_detections(g["image_id"])
+            dets = m.image_detections(g["image_id"], cfg.score_threshold)
             table.rows.append(
                 [
                     model,
@@ -334,12 +334,12 @@ def failure_section(details: Mapping[str, Detail], images: Path, cfg: ReportConf
                     ("ground truth", a.gt.imgToAnns.get(image_id, []), 0.0),
                     (
                         "Facere",
-                        a.matched[cfg.iou_type].image_detections(image_id),
+                        a.matched[cfg.iou_type].image_detections(image_id, cfg.score_threshold),
                         cfg.score_threshold,
                     ),
                     (
                         "Facere+",
-                        b.matched[cfg.iou_type].image_detections(image_id),
+                        b.matched[cfg.iou_type].image_detections(image_id, cfg.score_threshold),
                         cfg.score_threshold,
                     ),
                 ],

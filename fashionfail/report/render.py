@@ -134,7 +134,7 @@ def bar_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[floa
         body.append(_text(x, height - 8, f"{tick:g}", "middle"))
     for g, label in enumerate(labels):
         y0 = top + g * group
-        body.append(_text(left - 6, y0 + group / 2, label[:30], "end"))
+        body.append(_text(left - 6, y0 + group / 2, label[:30], "end", dominant_baseline="middle"))
         for i, values in enumerate(series.values()):
             v = values[g]
             y = y0 + i * bar
