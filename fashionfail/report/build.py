@@ -223,21 +223,25 @@ def _picture(image_path: Path, panels: Sequence[tuple[str, Sequence[dict], float
     except OSError as e:
         raise DataError(f"{image_path}: cannot read image ({e})") from None
     image = torch.from_numpy(rgb).permute(2, 0, 1)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small images: threads only add overhead (3x slower on 2 cores)
     names = dict(enumerate(FASHIONPEDIA_NAMES))
-    drawn = [
-        (
-            title,
-            draw_detections(
-                image,
-                anns,
-                names,
-                max_side=320,
-                empty_note=f"none >= {t:g}" if t > 0 else "none",
-            ),
-        )
-        for title, anns, t in panels
-    ]
+    try:
+        drawn = [
+            (
+                title,
+                draw_detections(
+                    image,
+                    anns,
+                    names,
+                    max_side=320,
+                    empty_note=f"none >= {t:g}" if t > 0 else "none",
+                ),
+            )
+            for title, anns, t in panels
+        ]
+    finally:
+        torch.set_num_threads(threads)
     return to_pil(side_by_side(drawn))
 
 
