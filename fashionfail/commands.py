@@ -23,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "main",
         "the DVC plots (curves, per-class AP, overlays) as one offline HTML page",
     ),
+    "report": (
+        "fashionfail.report.revisions",
+        "main",
+        "the report's numbers for several revisions/experiments (mean and spread over seeds)",
+    ),
     "aim-up": (
         "fashionfail.aim_ui",
         "main",

@@ -366,6 +366,30 @@ class ExportOnnxConfig(_Section):
         return v
 
 
+class ReportConfig(_Section):
+    """The report stage: which matches its failure cases use, how many, calibration bins."""
+
+    iou_type: Literal["bbox", "segm"]
+    calibration_bins: int
+    failures_per_class: int
+    max_failures: int
+    score_threshold: float
+
+    @field_validator("calibration_bins", "failures_per_class", "max_failures")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+    @field_validator("score_threshold")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError("must be between 0 and 1")
+        return v
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "download": DownloadConfig,
     "split": SplitConfig,
@@ -374,6 +398,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "finetune_facere_plus": TrainConfig,
     "evaluate": EvaluateConfig,
     "export_onnx": ExportOnnxConfig,
+    "report": ReportConfig,
 }
 
 S = TypeVar("S", bound=_Section)

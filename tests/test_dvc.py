@@ -62,7 +62,9 @@ def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project
     assert page.count("<svg") >= 10 and "<script" not in page  # curves + per-class bars, offline
     assert "data:image/png;base64," in page  # the overlays
     assert not (project / "dvc_plots").exists()  # no stray copies of the overlays
-    assert page.count("<svg") == 18  # Facere, Facere+: 6 losses (train+val) + val mAP; 4 bars
+    # Facere, Facere+: 6 losses (train+val) + val mAP; 4 bars; the report's per-class gain and
+    # 3 calibration curves
+    assert page.count("<svg") == 22
     assert not list(project.glob("models/**/*.dvc"))
     _run("git add -A && git -c user.email=t@t -c user.name=t commit -qm run", project)
 
@@ -71,7 +73,8 @@ def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project
     ran = _ran(dry)
     assert "finetune-facere-plus" in ran
     assert not ran & {"download", "split", "rle-encode", "train-facere"}
-    assert all("plus" in stage for stage in ran), ran  # only finetune and its evaluation
+    # only finetune, its evaluation and the report
+    assert all("plus" in stage or stage == "report" for stage in ran), ran
     status = _run(["dvc", "status"], project)
     assert "finetune-facere-plus" in status and "train-facere:" not in status
     _run(["git", "checkout", "params.yaml"], project)

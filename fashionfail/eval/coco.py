@@ -153,27 +153,61 @@ def per_class_metrics(coco_eval: COCOeval) -> dict[int, dict[str, float | int]]:
 
 
 def _match_counts(coco_eval: COCOeval, t: int) -> dict[int, dict[str, int]]:
-    """TP / FP / FN per category at IoU threshold index `t`, area "all", maxDets 100.
+    """TP / FP / FN per category at IoU threshold index `t`, area "all", maxDets 100."""
+    detections, objects = match_records(coco_eval, float(coco_eval.params.iouThrs[t]))
+    counts: dict[int, dict[str, int]] = {}
+    for d in detections:
+        c = counts.setdefault(d["category_id"], {"TP": 0, "FP": 0, "FN": 0})
+        c["TP" if d["matched"] else "FP"] += 1
+    for g in objects:
+        c = counts.setdefault(g["category_id"], {"TP": 0, "FP": 0, "FN": 0})
+        c["FN"] += 0 if g["matched"] else 1
+    return counts
 
+
+def match_records(coco_eval: COCOeval, iou: float = 0.5) -> tuple[list[dict], list[dict]]:
+    """COCOeval's own matching at IoU `iou`, area "all", maxDets 100, per record.
+
+    Returns (detections, objects): one dict per detection {"id", "image_id", "category_id",
+    "score", "matched"} and per GT object {"id", "image_id", "category_id", "area", "matched"}.
     `evalImgs` holds one entry per (category, area range, image) with the top-maxDets[-1]
     detections; ignored detections (matched to crowd GT, or outside the area range) and ignored
-    GT are left out of every count, exactly as in `COCOeval.accumulate`.
+    GT are left out, exactly as in `COCOeval.accumulate`. Needs `coco_eval.evaluate()` run.
     """
     p = coco_eval.params
+    t = _iou_index(coco_eval, iou)
     area_all = p.areaRng[p.areaRngLbl.index("all")]
-    counts: dict[int, dict[str, int]] = {}
+    gt_anns = coco_eval.cocoGt.anns
+    detections: list[dict] = []
+    objects: list[dict] = []
     for e in coco_eval.evalImgs:
         if e is None or e["aRng"] != area_all:
             continue
-        dt_matched = e["dtMatches"][t] > 0
+        image_id, cat_id = int(e["image_id"]), int(e["category_id"])
         dt_ignored = e["dtIgnore"][t].astype(bool)
-        gt_ignored = np.asarray(e["gtIgnore"], dtype=bool)
-        gt_matched = e["gtMatches"][t] > 0
-        c = counts.setdefault(int(e["category_id"]), {"TP": 0, "FP": 0, "FN": 0})
-        c["TP"] += int(np.count_nonzero(dt_matched & ~dt_ignored))
-        c["FP"] += int(np.count_nonzero(~dt_matched & ~dt_ignored))
-        c["FN"] += int(np.count_nonzero(~gt_matched & ~gt_ignored))
-    return counts
+        for k, dt_id in enumerate(e["dtIds"]):
+            if not dt_ignored[k]:
+                detections.append(
+                    {
+                        "id": int(dt_id),
+                        "image_id": image_id,
+                        "category_id": cat_id,
+                        "score": float(e["dtScores"][k]),
+                        "matched": bool(e["dtMatches"][t][k] > 0),
+                    }
+                )
+        for k, gt_id in enumerate(e["gtIds"]):
+            if not e["gtIgnore"][k]:
+                objects.append(
+                    {
+                        "id": int(gt_id),
+                        "image_id": image_id,
+                        "category_id": cat_id,
+                        "area": float(gt_anns[gt_id]["area"]),
+                        "matched": bool(e["gtMatches"][t][k] > 0),
+                    }
+                )
+    return detections, objects
 
 
 def summary_metrics(coco_eval: COCOeval) -> dict[str, float]:

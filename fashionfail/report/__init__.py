@@ -1,0 +1,1 @@
+"""The reproduction report: the paper beside this run, per class, calibration, failures."""
