@@ -107,8 +107,7 @@ def test_the_check_names_a_missing_and_an_unused_dep(tmp_path):
         cmd = "python stages/s.py --out x"
         deps = [Dep(p) for p in ("stages/s.py", "fashionfail/a.py", "fashionfail/sub/b.py")]
 
-    NOT_DEPS_HERE = {"fashionfail/__init__.py", "fashionfail/sub/__init__.py"}
-    problems = [p for p in dag_problems([Stage], tmp_path) if p.split()[2] not in NOT_DEPS_HERE]
+    problems = [p for p in dag_problems([Stage], tmp_path) if "__init__" not in p]
     assert problems == ["s: runs fashionfail/sub/c.py, which is not in its deps"]
     Stage.deps.append(Dep("fashionfail/unused.py"))
     Stage.deps.append(Dep("fashionfail/sub/c.py"))

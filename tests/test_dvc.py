@@ -1,7 +1,9 @@
 """The DVC pipeline itself, in a temporary git repository holding a copy of this project:
-`dvc repro` runs, `dvc status` is clean afterwards, and a params change reruns exactly the
-stages that read it and their descendants."""
+`dvc repro` runs, `dvc status` is clean afterwards, a params or code change reruns exactly the
+stages that read it and their descendants, a combination already run is restored from the
+run-cache instead of rerun, and a killed training resumes."""
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -10,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from dvc_helpers import copy_project, dvc_env
 from dvc_helpers import run as _run
@@ -31,6 +34,35 @@ def _set_param(root: Path, section: str, key: str, value) -> None:
 
 def _ran(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def _restored(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if " is cached - skipping" in line}
+
+
+def _stage_names(root: Path) -> set[str]:
+    """Every stage of the project, foreach items expanded (e.g. evaluate@facere_ff)."""
+    out = _run(["dvc", "stage", "list", "--name-only"], root)
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def _run_cache_entries(root: Path) -> int:
+    """Runs saved in DVC's run-cache: .dvc/cache/runs/<xx>/<stage key>/<run>."""
+    return len(list((root / ".dvc/cache/runs").glob("*/*/*")))
+
+
+def _digest(root: Path, *folders: str) -> dict[str, str]:
+    """{file: sha256} of every file under the folders."""
+    return {
+        str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for folder in folders
+        for f in sorted((root / folder).rglob("*"))
+        if f.is_file()
+    }
+
+
+def _lock_entries(root: Path) -> dict:
+    return yaml.safe_load((root / "dvc.lock").read_text())["stages"]
 
 
 def test_data_stages_rerun_only_what_a_param_change_touches(project):
@@ -57,14 +89,23 @@ def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project
     assert (project / "models/facere/best.ckpt").is_file()
     assert (project / "models/facere_plus/best.ckpt").is_file()
     assert not (project / "dvclive/train-facere/dvc.yaml").exists()  # dvcyaml=False
+    # Every stage ran once and left its run in the run-cache (none has an output that turns
+    # the run-cache off), so going back to these inputs later restores instead of rerunning.
+    assert _run_cache_entries(project) == len(_stage_names(project))
     _run([sys.executable, "-m", "fashionfail.plots", "--out", "offline.html"], project)
     page = (project / "offline.html").read_text()
-    assert page.count("<svg") >= 10 and "<script" not in page  # curves + per-class bars, offline
+    assert "<script" not in page  # curves + per-class bars, offline
     assert "data:image/png;base64," in page  # the overlays
     assert not (project / "dvc_plots").exists()  # no stray copies of the overlays
-    # Facere, Facere+: 6 losses (train+val) + val mAP; 4 bars; the report's per-class gain and
-    # 3 calibration curves
-    assert page.count("<svg") == 22
+    # One chart per curve of the two trainings, per evaluation's per-class table, and per
+    # data file of the report (per-class gain, calibration curves).
+    charts = [
+        *project.glob("dvclive/*/plots/**/*.tsv"),
+        *project.glob("eval/*/per_class.csv"),
+        *project.glob("reports/per_class.csv"),
+        *project.glob("reports/calibration/*"),
+    ]
+    assert page.count("<svg") == len(charts) > 40
     assert not list(project.glob("models/**/*.dvc"))
     _run("git add -A && git -c user.email=t@t -c user.name=t commit -qm run", project)
 
@@ -119,35 +160,91 @@ def test_experiments_show_params_and_metrics(project):
     _run(["git", "checkout", "params.yaml"], project)
 
 
-def test_killed_dvc_repro_resumes_training_on_the_next_repro(project):
-    """persist: true keeps models/facere when DVC reruns the stage, so last.ckpt is resumed."""
+def test_a_code_edit_reruns_exactly_the_stages_that_run_that_code(project):
+    """dvc.yaml's code deps are the stages' import closures (tests/test_dag.py): editing the
+    paper's augmentation reruns the trainings and what follows, editing predict.py nothing."""
+    _run(["dvc", "repro"], project)
+    assert "up to date" in _run(["dvc", "status"], project)
+    recipes = project / "fashionfail/data/fast_recipes.py"
+    original = recipes.read_text()
+    recipes.write_text(original + "# an edit\n")
+    status = _run(["dvc", "status"], project)
+    assert "train-facere:" in status and "finetune-facere-plus:" in status, status
+    assert "modified:           fashionfail/data/fast_recipes.py" in status
+    assert not {"download:", "split:", "rle-encode:"} & set(status.split()), status
+    recipes.write_text(original)
+    predict = project / "fashionfail/predict.py"
+    original = predict.read_text()
+    predict.write_text(original + "# an edit\n")
+    assert "up to date" in _run(["dvc", "status"], project)
+    predict.write_text(original)
+
+
+def test_params_already_run_are_restored_from_the_run_cache(project):
+    """lr=A, lr=B, then lr=A again: the third run trains nothing; every stage is restored or
+    skipped, and its outputs are the first run's, byte for byte."""
+    outputs = ("models/facere_plus", "eval/facere_plus_ff", "dvclive/finetune-facere-plus")
+    runs = []
+    for lr in (0.0007, 0.0009, 0.0007):
+        out = _run(["dvc", "exp", "run", "-S", f"finetune_facere_plus.lr={lr}"], project)
+        runs.append((out, _digest(project, *outputs)))
+    (first, first_files), (second, _), (third, third_files) = runs
+    assert "finetune-facere-plus" in _ran(first) and "finetune-facere-plus" in _ran(second)
+    assert _ran(third) == set(), third  # nothing ran ...
+    assert "epoch 1/" not in third and "Epoch 0" not in third  # ... no training progress ...
+    assert {"finetune-facere-plus", "evaluate@facere_plus_ff"} <= _restored(third), third
+    for stage in _stage_names(project):  # ... each stage restored or skipped
+        assert stage in _restored(third) or f"Stage '{stage}' didn't change, skipping" in third, (
+            stage,
+            third,
+        )
+    assert third_files == first_files
+    _run(["git", "checkout", "params.yaml"], project)
+
+
+def test_killed_dvc_repro_resumes_training_and_forced_reruns_give_the_same_lock(project):
+    """kill -9 in an epoch, then `dvc repro`: the training resumes from its last epoch (kept
+    outside the outputs DVC deletes) and ends with an uninterrupted run's outputs; two forced
+    reruns of the whole pipeline give identical dvc.lock entries (no pid, time or host)."""
     _run(["dvc", "repro", "rle-encode"], project)
     _set_param(project, "train_facere", "max_epochs", 12)
-    env = dvc_env()
-    started = time.time()
     proc = subprocess.Popen(
         ["dvc", "repro", "train-facere"],
         cwd=project,
-        env=env,
+        env=dvc_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    last = project / "models/facere/last.ckpt"
-
-    def written_by_this_run() -> bool:  # earlier tests may have left a last.ckpt behind
-        return last.exists() and last.stat().st_mtime > started
-
+    resume = project / "models/.facere.resume"
     deadline = time.time() + 300
-    while not written_by_this_run() and time.time() < deadline and proc.poll() is None:
+    while not list(resume.glob("*/last.ckpt")) and time.time() < deadline:
+        assert proc.poll() is None, "dvc repro ended before the training wrote last.ckpt"
         time.sleep(0.2)
-    time.sleep(0.5)
+    time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert written_by_this_run(), "training ended before writing last.ckpt"
-    assert "running" in (project / "models/facere/run.json").read_text()
+    (last,) = resume.glob("*/last.ckpt")
+    assert '"status": "running"' in (last.parent / "run.json").read_text()
+    killed_epoch = torch.load(last, weights_only=False)["epoch"]
+    assert killed_epoch < 11, "the training finished before it was killed"
     out = _run(["dvc", "repro", "train-facere"], project)
+    assert f"resuming from {last.relative_to(project)}" in out
     assert "Restoring states from the checkpoint path" in out
+    assert f"epoch {killed_epoch + 2}/12 " in out and "epoch 1/12 " not in out, out
     assert '"status": "complete"' in (project / "models/facere/run.json").read_text()
+    assert not resume.exists()
     assert "up to date" in _run(["dvc", "status", "train-facere"], project)
+    resumed = _digest(project, "dvclive/train-facere")
+    resumed_lock = _lock_entries(project)["train-facere"]
+
+    _run(["dvc", "repro", "-f"], project)
+    assert _digest(project, "dvclive/train-facere") == resumed
+    forced = _lock_entries(project)
+    assert forced["train-facere"]["outs"] == resumed_lock["outs"]  # checkpoints too
+    _run(["dvc", "repro", "-f"], project)
+    again = _lock_entries(project)
+    assert again.keys() == forced.keys() == _stage_names(project)
+    for stage in forced:
+        assert again[stage] == forced[stage], f"{stage}: dvc.lock differs between forced reruns"
     _run(["git", "checkout", "params.yaml"], project)
