@@ -5,6 +5,7 @@ run-cache instead of rerun, and a killed training resumes."""
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,9 +90,18 @@ def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project
     assert (project / "models/facere/best.ckpt").is_file()
     assert (project / "models/facere_plus/best.ckpt").is_file()
     assert not (project / "dvclive/train-facere/dvc.yaml").exists()  # dvcyaml=False
-    # Every stage ran once and left its run in the run-cache (none has an output that turns
-    # the run-cache off), so going back to these inputs later restores instead of rerunning.
-    assert _run_cache_entries(project) == len(_stage_names(project))
+    # Every stage left its run in the run-cache (no output turns it off): with dvc.lock and
+    # every output gone, `dvc repro` restores the whole pipeline and runs nothing.
+    assert _run_cache_entries(project) >= len(_stage_names(project))
+    lock = (project / "dvc.lock").read_text()
+    outs = [o["path"] for st in yaml.safe_load(lock)["stages"].values() for o in st["outs"]]
+    before = _digest(project, *outs)
+    (project / "dvc.lock").unlink()
+    for path in outs:
+        shutil.rmtree(project / path) if (project / path).is_dir() else (project / path).unlink()
+    out = _run(["dvc", "repro"], project)
+    assert not _ran(out) and _restored(out) == _stage_names(project), out
+    assert _digest(project, *outs) == before and (project / "dvc.lock").read_text() == lock
     _run([sys.executable, "-m", "fashionfail.plots", "--out", "offline.html"], project)
     page = (project / "offline.html").read_text()
     assert "<script" not in page  # curves + per-class bars, offline
