@@ -7,7 +7,7 @@ Every run rebuilds OUT/fashionpedia/ and OUT/fashionfail/ from scratch (DVC remo
 runs the stage, and so does a run started by hand). The official source downloads into a staging
 folder beside OUT (--staging), which is kept: an interrupted download resumes from there on the
 next run, and files already complete there are only re-checked, with no request sent. The files
-are then hard-linked into OUT (no extra disk; copied where the filesystem refuses a link).
+are then hard-linked into OUT (copied where the filesystem refuses a link).
 Deleting the staging folder only costs a new download. The synthetic source never touches it.
 """
 

@@ -17,9 +17,10 @@ resumes. Layout published under `out_root` (the synthetic generator writes the s
 
 The staging folder holds the same files plus the bookkeeping (`.download_manifest.json`, zip
 extraction markers, `.part` files of interrupted transfers), none of which is published. A
-complete file in the staging folder is never written in place, only replaced by a rename, so a
-hard link to it (in `out_root`, or in DVC's cache when DVC links rather than copies) never sees
-a half-written file. Deleting the staging folder costs a new download, nothing else.
+complete file in the staging folder is never written in place, only replaced by a rename or
+deleted, so a hard link to it (in `out_root`, or in DVC's cache with `cache.type` hardlink, which
+also makes it read-only) never sees a half-written file. Deleting the staging folder costs a new
+download, nothing else.
 
 Split by concern: `transfer` (HTTP: resume, retries, size checks, the manifest),
 `fashionpedia_download` (annotations, zips, extraction markers) and `fashionfail_download`

@@ -14,8 +14,8 @@ plain DVC outputs that the run-cache can restore.
   (`staging_dir`), which no run removes: it keeps `.part` files, extracted zips, markers and the
   manifests, so an interrupted multi-GB download resumes on the next run, and a run whose files
   are all there re-checks them and sends no request. Once the download is complete, the layout
-  is published into R by hard links (no extra disk). Deleting the staging folder costs only a new
-  download; the synthetic source never touches it.
+  is published into R by hard links (fashionfail.data.download.publish). Deleting the staging
+  folder costs only a new download; the synthetic source never touches it.
 - Before the source runs, the report is replaced by {"source": <source>, "status": "running"}: a
   crash leaves that, never a stale "complete" report.
 - At the end the report gets status "complete", the image counts on disk and the source's own
