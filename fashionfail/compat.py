@@ -48,6 +48,7 @@ Prepare Fashionpedia the way the original project's data command did, in one go.
 
 Runs the same library steps as the DVC stages download -> split -> rle-encode:
   SAVE_DIR/fashionpedia/, SAVE_DIR/fashionfail/   the raw layout (and SAVE_DIR/download_report.json)
+  (--source official downloads into .official-download/ beside SAVE_DIR, kept to resume)
   SAVE_DIR/fashionpedia/fp_train.json, fp_val.json  the paper's 75/25 split of train2020
   SAVE_DIR/fashionpedia/fp_{train,val,test}_rle.json  compressed-RLE versions (test = val2020),
   each with its <stem>.report.json.

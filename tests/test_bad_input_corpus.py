@@ -1238,10 +1238,12 @@ def download_html_page_as_annotation_json_then_healed(root, syn):
     good = server.files[ANN_VAL]
     server.files[ANN_VAL] = b"<!DOCTYPE html><html><body>Service Unavailable</body></html>"
     run = _download(root, server)
-    dest = root / "raw/fashionpedia/instances_attributes_val2020.json"
+    name = "fashionpedia/instances_attributes_val2020.json"
+    dest, staged = root / "raw" / name, root / ".official-download" / name
 
     def check():
-        assert not dest.exists() and not dest.with_name(dest.name + ".part").exists()
+        assert not dest.exists() and not staged.exists()
+        assert not staged.with_name(staged.name + ".part").exists()
         server.files[ANN_VAL] = good
         assert run() == 0
         assert dest.read_bytes() == good
@@ -1251,7 +1253,7 @@ def download_html_page_as_annotation_json_then_healed(root, syn):
         1,
         f"error: {server.url}{ANN_VAL}: failed after 4 attempt(s); last error: content "
         f"invalid: an HTML page, not JSON (report: {root}/raw/download_report.json)",
-        ("raw/",),
+        ("raw/", ".official-download/"),  # the layout; the download's staging folder beside it
         check,
         cleanup=server.stop,
     )
@@ -1286,7 +1288,7 @@ def download_truncated_image_left_out_and_counted(root, syn):
         "download (official): {'fashionpedia': {'train': 3, 'test': 2}, 'fashionfail': "
         "{'train': 2, 'val': 2, 'test': 3}}; 2 FashionFail images missing, left out (see "
         "download_report.json)",
-        ("raw/",),
+        ("raw/", ".official-download/"),  # the layout; the download's staging folder beside it
         check,
         cleanup=server.stop,
     )

@@ -196,6 +196,7 @@ def test_download_stage_writes_layout_and_report(tiny_params: Path, tmp_path: Pa
     assert report["source"] == "synthetic"
     assert report["image_counts"]["fashionpedia"] == {"train": 12, "test": 4}
     assert report["synthetic"]["fashionfail"]["test"]["images"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "raw"]  # no staging
 
 
 def test_download_stage_rejects_bad_params(tiny_params: Path, tmp_path: Path) -> None:

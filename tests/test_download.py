@@ -26,7 +26,7 @@ from http_fault_server import (  # tests/ is on sys.path (pytest rootdir import)
 )
 
 from fashionfail.config import ConfigError
-from fashionfail.data.download import download_official
+from fashionfail.data.download import download_official, publish
 from fashionfail.data.fashionfail_download import (
     FF_TRANSFORM,
     MissingImagesError,
@@ -63,25 +63,24 @@ def test_full_download_with_faults_then_rerun_is_free(server: FakeOfficial, tmp_
     # The dropped zip was resumed from where each drop left it.
     ranges = [e.range for e in server.requests_for(ZIP_TRAIN)]
     assert ranges == [None, "bytes=700-", "bytes=1400-", "bytes=2100-"]
-    files = report["files"]
-    assert files["fashionpedia/train2020.zip"]["status"] == "resumed"
-    assert files["fashionpedia/train2020.zip"]["bytes"] == len(server.files[ZIP_TRAIN])
-    assert files["fashionpedia/instances_attributes_train2020.json"]["attempts"] == 2
+    files, this_run = report["files"], report["this_run"]
+    assert this_run["files"]["fashionpedia/train2020.zip"]["status"] == "resumed"
+    assert files["fashionpedia/train2020.zip"] == {
+        "url": server.url + ZIP_TRAIN,
+        "bytes": len(server.files[ZIP_TRAIN]),
+    }
+    assert this_run["files"]["fashionpedia/instances_attributes_train2020.json"]["attempts"] == 2
     # The lying Content-Length was a failed attempt; the retry got the file right.
-    assert files["fashionpedia/instances_attributes_val2020.json"]["attempts"] == 2
-    zip_report = report["zips"]["train2020.zip"]
-    assert (zip_report["status"], zip_report["files"], zip_report["zip_deleted"]) == (
-        "extracted",
-        3,
-        True,
-    )
+    assert this_run["files"]["fashionpedia/instances_attributes_val2020.json"]["attempts"] == 2
+    assert this_run["zips"]["train2020.zip"] == "extracted"
+    assert report["zips"]["train2020.zip"]["files"] == 3
+    assert not (tmp_path / "fashionpedia" / "train2020.zip").exists()  # deleted once extracted
 
     # Unreachable images are reported, not fatal, and left out of ff_<split>.json.
-    assert report["images_fetched"] == 7 and report["images_missing"] == 2
+    assert this_run["images_fetched"] == 7 and report["images_missing"] == 2
     assert report["fashionfail_images"]["val"] == {
         "total": 3,
-        "fetched": 2,
-        "skipped": 0,
+        "present": 2,
         "missing": 1,
         "bytes": sum(len(v) for k, v in server.files.items() if f"{FF_TRANSFORM}val_" in k),
     }
@@ -110,12 +109,34 @@ def test_full_download_with_faults_then_rerun_is_free(server: FakeOfficial, tmp_
         image_path("test_3.jpg"),
         image_path(MISSING),
     ]
-    assert {f["status"] for f in again["files"].values()} == {"skipped"}
-    assert {z["status"] for z in again["zips"].values()} == {"skipped"}
-    assert (again["images_skipped"], again["images_fetched"], again["images_missing"]) == (7, 1, 1)
+    assert {f["status"] for f in again["this_run"]["files"].values()} == {"skipped"}
+    assert set(again["this_run"]["zips"].values()) == {"skipped"}
+    assert again["zips"] == report["zips"]  # the extraction's marker, whoever extracted
+    assert (
+        again["this_run"]["images_skipped"],
+        again["this_run"]["images_fetched"],
+        again["images_missing"],
+    ) == (7, 1, 1)
     assert again["fashionfail_json"]["test"]["images_left_out"] == 0
     assert_tree(tmp_path, expected_tree(server), BOOKKEEPING)  # ff_test.json complete again
     assert set(os.listdir(tmp_path)) == {"fashionpedia", "fashionfail"}
+
+
+def test_publish_links_exactly_the_layout(server: FakeOfficial, tmp_path: Path) -> None:
+    """Bookkeeping, leftovers and images no ff_<split>.json lists stay in the staging folder."""
+    staging, out = tmp_path / "staging", tmp_path / "raw"
+    download_official(official_cfg(server), staging)
+    (staging / "fashionfail" / "images" / "val" / MISSING).write_bytes(b"stale")  # not listed
+    (staging / "fashionfail" / "images" / "train" / "old.jpg.part").write_bytes(b"part")
+    (out / "fashionfail" / "images").mkdir(parents=True)
+    (out / "fashionfail" / "images" / "stray.jpg").write_bytes(b"stray")  # replaced
+
+    assert publish(staging, out) == len(expected_tree(server))
+
+    assert_tree(out, expected_tree(server), set())
+    name = "fashionfail/images/train/train_1.jpg"
+    assert (out / name).samefile(staging / name)  # a hard link: no second copy
+    assert sorted(os.listdir(out)) == ["fashionfail", "fashionpedia"]  # no temporary folder
 
 
 def test_fail_on_missing_images_names_the_image(server: FakeOfficial, tmp_path: Path) -> None:
@@ -123,7 +144,8 @@ def test_fail_on_missing_images_names_the_image(server: FakeOfficial, tmp_path: 
         download_official(official_cfg(server, fail_on_missing_images=True), tmp_path)
     assert isinstance(err.value, DataError)
     assert [m["file_name"] for m in err.value.report["missing_images"]] == [MISSING]
-    assert err.value.report["images_fetched"] == 8
+    assert sum(s["present"] for s in err.value.report["fashionfail_images"].values()) == 8
+    assert "this_run" not in err.value.report
 
 
 @pytest.mark.parametrize(

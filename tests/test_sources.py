@@ -1,17 +1,22 @@
-"""run_download over persisted outputs: source switches wipe, interrupted official runs resume,
-missing FashionFail images are left out of ff_<split>.json, failures still leave a report."""
+"""run_download: every run rebuilds the raw layout (as after DVC removed the outputs), the
+official source resumes from its staging folder beside it, the report is the same for the same
+inputs, missing FashionFail images are left out of ff_<split>.json, failures leave a report."""
 
 from __future__ import annotations
 
-import json
+import errno
+import os
 import random
+import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 from http_fault_server import (  # tests/ is on sys.path (pytest rootdir import)
+    ANN_TRAIN,
     FF,
     MISSING,
     ZIP_TRAIN,
@@ -25,18 +30,19 @@ from http_fault_server import (  # tests/ is on sys.path (pytest rootdir import)
     real_jpeg,
 )
 
+import fashionfail.data.download
 import fashionfail.data.synthetic
 from fashionfail.config import DownloadConfig, SyntheticSource
-from fashionfail.data.sources import REPORT_NAME, run_download
+from fashionfail.data.sources import REPORT_NAME, STAGING_NAME, run_download, staging_dir
 from fashionfail.jsonio import DataError, load_json
 
 REPO = Path(__file__).resolve().parents[1]
+# The staging folder's bookkeeping: never published into the raw layout.
 BOOKKEEPING = {
     "fashionpedia/.download_manifest.json",
     "fashionfail/.download_manifest.json",
     "fashionpedia/.train2020.zip.extracted",
     "fashionpedia/.val_test2020.zip.extracted",
-    REPORT_NAME,
 }
 TINY = SyntheticSource(
     seed=0,
@@ -60,32 +66,55 @@ def _ff(root: Path, split: str) -> tuple[list[int], list[int]]:
     return [i["id"] for i in data["images"]], [a["id"] for a in data["annotations"]]
 
 
-def test_synthetic_run_replaces_an_official_layout(
-    server: FakeOfficial, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def _dvc_removes_outputs(out: Path) -> None:
+    """What `dvc repro` does before it runs the stage: its outputs are gone."""
+    shutil.rmtree(out)
+
+
+def test_staging_folder_is_beside_the_raw_layout(tmp_path: Path) -> None:
+    assert staging_dir(tmp_path / "raw") == tmp_path / STAGING_NAME
+    assert staging_dir(Path("data/raw")) == Path.cwd() / "data" / STAGING_NAME
+
+
+def test_synthetic_run_replaces_an_official_layout(server: FakeOfficial, tmp_path: Path) -> None:
     out = tmp_path / "raw"
     run_download(_cfg("official", server), out)
     (out / "fashionfail" / "images" / "train" / "stray.jpg").write_bytes(b"stray")
-    (out / "fashionpedia" / "train2020.zip.part").write_bytes(b"part")
+    staging = read_tree(tmp_path / STAGING_NAME)
 
-    caplog.set_level("INFO", logger="fashionfail.data.sources")
     report = run_download(_cfg("synthetic", server), out)
 
     assert report["status"] == "complete"
-    assert "removed fashionpedia, fashionfail before the synthetic run" in caplog.text
-    fresh = tmp_path / "fresh"
+    fresh = tmp_path / "fresh" / "raw"
     run_download(_cfg("synthetic", server), fresh)
-    # Exactly a fresh synthetic layout: no stray, official or bookkeeping file survives.
-    tree, fresh_tree = read_tree(out), read_tree(fresh)
-    # The report too: what a run wiped is not in it (a fresh clone's run wipes nothing).
-    assert tree == fresh_tree
+    # Exactly a fresh synthetic layout (report included): no stray or official file survives.
+    assert read_tree(out) == read_tree(fresh)
+    # The synthetic source never touches the official download's staging folder.
+    assert read_tree(tmp_path / STAGING_NAME) == staging
+    assert not (tmp_path / "fresh" / STAGING_NAME).exists()
 
 
-def test_failed_synthetic_run_still_wipes_before_official(
+def test_official_run_replaces_a_synthetic_layout(server: FakeOfficial, tmp_path: Path) -> None:
+    out = tmp_path / "raw"
+    run_download(_cfg("synthetic", server), out)
+    assert load_json(out / REPORT_NAME)["source"] == "synthetic"
+
+    report = run_download(_cfg("official", server), out)
+
+    assert report["status"] == "complete"
+    # Exactly the served files (byte for byte) and the report: no synthetic file left, no
+    # bookkeeping published.
+    assert_tree(out, expected_tree(server), {REPORT_NAME})
+    assert load_json(out / REPORT_NAME) == report
+    assert_tree(tmp_path / STAGING_NAME, expected_tree(server), BOOKKEEPING)
+
+
+def test_official_run_after_a_failed_synthetic_one(
     server: FakeOfficial, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The wipe is run_download's, and a crashed synthetic run leaves a report that says so."""
-    run_download(_cfg("official", server), tmp_path)
+    """A crashed synthetic run leaves a report that says so, and its files do not survive."""
+    out = tmp_path / "raw"
+    run_download(_cfg("official", server), out)
 
     def half_then_fail(cfg: SyntheticSource, out_root: Path) -> dict:
         (out_root / "fashionfail").mkdir()
@@ -94,64 +123,106 @@ def test_failed_synthetic_run_still_wipes_before_official(
 
     monkeypatch.setattr(fashionfail.data.synthetic, "generate", half_then_fail)
     with pytest.raises(DataError, match=rf"boom \(report: .*{REPORT_NAME}\)"):
-        run_download(_cfg("synthetic", server), tmp_path)
-    report = load_json(tmp_path / REPORT_NAME)
+        run_download(_cfg("synthetic", server), out)
+    report = load_json(out / REPORT_NAME)
     assert (report["source"], report["status"], report["error"]) == ("synthetic", "failed", "boom")
-    assert set(read_tree(tmp_path)) == {"fashionfail/half.jpg", REPORT_NAME}
+    assert set(read_tree(out)) == {"fashionfail/half.jpg", REPORT_NAME}
 
-    run_download(_cfg("official", server), tmp_path)
-    assert_tree(tmp_path, expected_tree(server), BOOKKEEPING)
+    before = len(server.log)
+    run_download(_cfg("official", server), out)
+    assert_tree(out, expected_tree(server), {REPORT_NAME})
+    # All of it from the staging folder: only the unserved image is asked for again.
+    assert [e.path for e in server.log[before:]] == [image_path(MISSING)]
 
 
-def test_official_run_replaces_a_synthetic_layout(
-    server: FakeOfficial, tmp_path: Path, caplog: pytest.LogCaptureFixture
+def _kill_before_publishing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run dies after the whole download, before it publishes anything (kill -9, Ctrl-C)."""
+
+    def killed(staging: Path, out_root: Path) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fashionfail.data.download, "publish", killed)
+
+
+@pytest.mark.parametrize("interruption", ["server drops the zip", "killed before publishing"])
+def test_interrupted_official_run_resumes_after_dvc_removed_the_outputs(
+    server: FakeOfficial, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interruption: str
 ) -> None:
-    run_download(_cfg("synthetic", server), tmp_path)
-    assert load_json(tmp_path / REPORT_NAME)["source"] == "synthetic"
+    out = tmp_path / "raw"
+    staging = tmp_path / STAGING_NAME
+    with monkeypatch.context() as patch:
+        if interruption == "server drops the zip":
+            server.add_faults(ZIP_TRAIN, Fault("drop", 700))
+            with pytest.raises(DataError, match=r"train2020\.zip: failed after 1 .*\(report: "):
+                run_download(_cfg("official", server, retries=1), out)
+            assert load_json(out / REPORT_NAME)["status"] == "failed"
+            assert (staging / "fashionpedia" / "train2020.zip.part").stat().st_size == 700
+        else:
+            _kill_before_publishing(patch)
+            with pytest.raises(KeyboardInterrupt):
+                run_download(_cfg("official", server), out)
+            assert load_json(out / REPORT_NAME) == {"source": "official", "status": "running"}
+    assert not (out / "fashionpedia").exists() and not (out / "fashionfail").exists()
+    _dvc_removes_outputs(out)
 
-    caplog.set_level("INFO", logger="fashionfail.data.sources")
-    report = run_download(_cfg("official", server), tmp_path)
+    report = run_download(_cfg("official", server), out)
 
     assert report["status"] == "complete"
-    assert "removed fashionpedia, fashionfail before the official run" in caplog.text
-    # Exactly the served files (byte for byte) and the bookkeeping: no synthetic file left.
-    assert_tree(tmp_path, expected_tree(server), BOOKKEEPING)
-    assert load_json(tmp_path / REPORT_NAME) == report
+    assert_tree(out, expected_tree(server), {REPORT_NAME})
+    # Nothing complete in the staging folder was fetched twice: every served file was asked for
+    # once in both runs together; the dropped zip resumed from byte 700; the unserved image was
+    # asked for once by each run that got as far as the images.
+    requests = Counter(e.path for e in server.log)
+    served = Counter(dict.fromkeys(server.files, 1))
+    if interruption == "server drops the zip":
+        assert [e.range for e in server.requests_for(ZIP_TRAIN)] == [None, "bytes=700-"]
+        assert requests == served + Counter({ZIP_TRAIN: 1, image_path(MISSING): 1})
+    else:
+        assert requests == served + Counter({image_path(MISSING): 2})
 
 
-@pytest.mark.parametrize("left", ["no report", "failed", "running"])
-def test_interrupted_official_run_resumes(
-    server: FakeOfficial, tmp_path: Path, left: str, caplog: pytest.LogCaptureFixture
+def test_two_runs_give_the_same_report_and_tree(server: FakeOfficial, tmp_path: Path) -> None:
+    """The report is a DVC metric in git: what a run fetched, resumed or retried is not in it."""
+    out = tmp_path / "raw"
+    server.add_faults(ANN_TRAIN, Fault("drop", 300))  # first run: resumed, 2 attempts
+    run_download(_cfg("official", server), out)
+    first = read_tree(out)
+    _dvc_removes_outputs(out)
+
+    run_download(_cfg("official", server), out)  # second run: everything found in staging
+
+    assert read_tree(out) == first  # the report byte for byte, every file of the layout
+    text = first[REPORT_NAME].decode()
+    for volatile in ("this_run", "resumed", "skipped", "attempts", str(tmp_path), STAGING_NAME):
+        assert volatile not in text
+    # The layout is hard links to the staging folder: no second copy on disk.
+    ann = "fashionpedia/instances_attributes_train2020.json"
+    assert (out / ann).samefile(tmp_path / STAGING_NAME / ann)
+
+
+def test_publish_copies_where_links_are_refused(
+    server: FakeOfficial, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server.add_faults(ZIP_TRAIN, Fault("drop", 700))
-    with pytest.raises(DataError, match=r"train2020\.zip: failed after 1 .*\(report: "):
-        run_download(_cfg("official", server, retries=1), tmp_path)
-    report_path = tmp_path / REPORT_NAME
-    assert load_json(report_path)["status"] == "failed"
-    assert (tmp_path / "fashionpedia" / "train2020.zip.part").stat().st_size == 700
-    if left == "no report":  # killed before any report was written
-        report_path.unlink()
-    elif left == "running":  # killed mid-run: the stub written at the start
-        report_path.write_text(json.dumps({"source": "official", "status": "running"}))
+    def refuse(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
 
-    caplog.set_level("INFO", logger="fashionfail.data.sources")
-    report = run_download(_cfg("official", server), tmp_path)
-
-    assert report["status"] == "complete" and "removed" not in caplog.text
-    assert [e.range for e in server.requests_for(ZIP_TRAIN)] == [None, "bytes=700-"]
-    assert report["official"]["files"]["fashionpedia/train2020.zip"]["status"] == "resumed"
-    assert len(server.requests_for(f"{FF}/ff_train.json")) == 1  # kept, not fetched again
-    assert_tree(tmp_path, expected_tree(server), BOOKKEEPING)
+    monkeypatch.setattr(os, "link", refuse)
+    out = tmp_path / "raw"
+    run_download(_cfg("official", server), out)
+    assert_tree(out, expected_tree(server), {REPORT_NAME})
+    ann = "fashionpedia/instances_attributes_train2020.json"
+    assert not (out / ann).samefile(tmp_path / STAGING_NAME / ann)
 
 
 def test_missing_image_is_left_out_until_it_is_served(server: FakeOfficial, tmp_path: Path) -> None:
     served = server.files[f"{FF}/ff_val.json"]
-    report = run_download(_cfg("official", server), tmp_path)["official"]
+    out = tmp_path / "raw"
+    report = run_download(_cfg("official", server), out)["official"]
 
-    assert _ff(tmp_path, "val") == ([2, 3], [102, 103])  # MISSING is image 1, annotation 101
-    assert (tmp_path / "fashionfail" / "published" / "ff_val.json").read_bytes() == served
+    assert _ff(out, "val") == ([2, 3], [102, 103])  # MISSING is image 1, annotation 101
+    assert (out / "fashionfail" / "published" / "ff_val.json").read_bytes() == served
     for split in ("train", "test"):  # complete splits: byte-identical copies
-        assert (tmp_path / "fashionfail" / f"ff_{split}.json").read_bytes() == server.files[
+        assert (out / "fashionfail" / f"ff_{split}.json").read_bytes() == server.files[
             f"{FF}/ff_{split}.json"
         ]
     assert report["fashionfail_json"]["val"] == {
@@ -166,10 +237,10 @@ def test_missing_image_is_left_out_until_it_is_served(server: FakeOfficial, tmp_
 
     server.files[image_path(MISSING)] = real_jpeg(random.Random(1))  # content is checked
     before = len(server.log)
-    again = run_download(_cfg("official", server), tmp_path)["official"]
+    again = run_download(_cfg("official", server), out)["official"]
 
     assert [e.path for e in server.log[before:]] == [image_path(MISSING)]
-    assert (tmp_path / "fashionfail" / "ff_val.json").read_bytes() == served
+    assert (out / "fashionfail" / "ff_val.json").read_bytes() == served
     assert again["images_missing"] == 0 and again["fashionfail_json"]["val"]["images_left_out"] == 0
 
 
@@ -204,11 +275,5 @@ def test_stage_fails_on_missing_image_and_reports_it(server: FakeOfficial, tmp_p
     report = load_json(out / REPORT_NAME)
     assert (report["source"], report["status"]) == ("official", "failed")
     assert [m["file_name"] for m in report["official"]["missing_images"]] == [MISSING]
-    assert _ff(out, "val") == ([2, 3], [102, 103])  # the folder stays coherent
-
-
-def test_unreadable_report_stops_an_official_run(server: FakeOfficial, tmp_path: Path) -> None:
-    (tmp_path / REPORT_NAME).write_text("[]")
-    with pytest.raises(DataError, match=rf"{REPORT_NAME}: names no known source"):
-        run_download(_cfg("official", server), tmp_path)
-    assert server.log == []
+    assert set(read_tree(out)) == {REPORT_NAME}  # nothing published by a failed run
+    assert _ff(tmp_path / STAGING_NAME, "val") == ([2, 3], [102, 103])  # staging stays coherent

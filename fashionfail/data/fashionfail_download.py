@@ -144,7 +144,7 @@ def _fetch_image(job: _ImageJob, cfg: OfficialSource, sessions: ThreadSessions) 
     try:
         return fetch_file(job.url, job.dest, cfg, session=sessions.get(), check=image_problem)
     except DownloadError as e:
-        # An image is small: a later run refetches it whole, so leave no .part in the output.
+        # An image is small: a later run refetches it whole, so leave no .part behind.
         discard_part(job.dest.with_name(job.dest.name + ".part"))
         return {"missing": e.reason}
 

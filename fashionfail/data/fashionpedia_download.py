@@ -6,7 +6,10 @@
 - `fashionpedia/.<zip>.extracted`: written after a zip's folder is in place. Extraction goes to a
   temporary folder beside `images/` and is renamed into place, so an interrupted extraction never
   leaves a half-filled `images/train`. The zip is then deleted: keeping it would store 3.3 GB twice
-  in the DVC cache, and the marker (not the zip) is what a rerun checks.
+  on disk, and the marker (not the zip) is what a rerun checks.
+- All of it happens in the download's staging folder (see fashionfail.data.download), which DVC
+  never deletes: the markers and the extracted folders survive a `dvc repro` that removes the
+  stage's outputs.
 """
 
 from __future__ import annotations
@@ -85,7 +88,11 @@ def fashionpedia_zip(
     manifest: Manifest,
     session: requests.Session,
 ) -> tuple[dict, dict]:
-    """Download and extract one zip unless its marker says it is in place; (file, zip) reports."""
+    """Download and extract one zip unless its marker says it is in place.
+
+    Returns the file's transfer report and {"marker": the extraction marker (the same whether this
+    run extracted or skipped), "status": "extracted" | "skipped"}.
+    """
     url = f"{cfg.fashionpedia_url.rstrip('/')}/images/{name}"
     marker_path = fp_dir / f".{name}.extracted"
     folder = fp_dir / "images" / top
@@ -97,7 +104,7 @@ def fashionpedia_zip(
         and count_files(folder) == marker.get("files")
     ):
         skipped = {"url": url, "bytes": marker["zip_bytes"], "status": "skipped", "attempts": 0}
-        return skipped, {**marker, "status": "skipped"}
+        return skipped, {"marker": marker, "status": "skipped"}
     marker_path.unlink(missing_ok=True)
     zip_path = fp_dir / name
     fetched = fetch_tracked(url, zip_path, cfg, manifest, session)
@@ -107,7 +114,7 @@ def fashionpedia_zip(
     zip_path.unlink()
     manifest.forget(zip_path)
     manifest.save()
-    return fetched, {**marker, "status": "extracted", "zip_deleted": True}
+    return fetched, {"marker": marker, "status": "extracted"}
 
 
 def fetch_fashionpedia(

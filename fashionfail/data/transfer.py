@@ -9,8 +9,9 @@
 - Connection errors, dropped connections, timeouts, short bodies, 5xx, 408 and 429 are retried
   (`cfg.retries` attempts in all, waiting `cfg.backoff_s * 2**(k-1)` after attempt k, or longer if
   the server sends Retry-After); any other HTTP error (404, 403, ...) fails at once.
-- `Manifest` (`.download_manifest.json`, one per output folder): url and size of every file
-  completed there. A rerun skips a file that exists with that size without sending any request.
+- `Manifest` (`.download_manifest.json`, one per folder of the download's staging area): url
+  and size of every file completed there. A rerun skips a file that exists with that size
+  without sending any request.
 - Content (`check`, fashionfail.data.content): a file of the right size can still be an HTML
   error page or a truncated image. A finished `.part` that fails its check is deleted and the
   attempt counts as failed (retried, then reported); a file the manifest calls complete is
