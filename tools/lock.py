@@ -18,7 +18,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +38,8 @@ PIP_COMPILE = [
 
 def declared(pyproject: Path = PYPROJECT) -> dict:
     """What the lock is generated from: requires-python, dependencies and every extra."""
+    import tomllib  # Python 3.11+, like the lock; `--install` works on 3.10 too
+
     project = tomllib.loads(pyproject.read_text())["project"]
     return {
         "requires-python": project.get("requires-python", ""),
