@@ -41,7 +41,8 @@ def fresh(tmp_path_factory) -> tuple[Path, dict]:
     venv.EnvBuilder(with_pip=True).create(root / "venv")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{root / 'venv' / 'bin'}{os.pathsep}{env['PATH']}"
-    proc = _run(["python", "-m", "pip", "install", "-q", str(src)], root, env, timeout=1500)
+    pip = ["python", "-m", "pip", "install", "-q", "--no-compile"]  # .pyc files: not needed here
+    proc = _run([*pip, str(src)], root, env, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, env
 
