@@ -86,6 +86,20 @@ def test_the_check_command_fails_with_one_line_per_problem(tmp_path):
     ]
 
 
+def test_setup_refuses_a_stale_lock(tmp_path, monkeypatch):
+    """`make setup` (`tools/lock.py --install`) stops before installing anything."""
+    pyproject = _edited(
+        tmp_path, '    "pydantic>=2.6",\n', '    "pydantic>=2.6",\n    "polars>=1",\n'
+    )
+
+    def no_run(*args, **kwargs):
+        raise AssertionError(f"would run {args}")
+
+    monkeypatch.setattr(lock.subprocess, "run", no_run)
+    with pytest.raises(SystemExit, match=r"^error: requirements-lock.txt was not generated from"):
+        lock.install(pyproject, lock.LOCK)
+
+
 def _deptry(*args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "deptry", ".", "--no-ansi", *args]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

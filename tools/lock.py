@@ -38,7 +38,7 @@ PIP_COMPILE = [
 
 def declared(pyproject: Path = PYPROJECT) -> dict:
     """What the lock is generated from: requires-python, dependencies and every extra."""
-    import tomllib  # Python 3.11+, like the lock; `--install` works on 3.10 too
+    import tomllib  # Python 3.11+, the lock's Python
 
     project = tomllib.loads(pyproject.read_text())["project"]
     return {
@@ -63,18 +63,25 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
 
 
+def stale_stamp(pyproject: Path = PYPROJECT, lock: Path = LOCK) -> str | None:
+    """Why `lock` was not generated from this `pyproject` (None when it was); standard library."""
+    if not lock.is_file():
+        return f"{lock.name} is missing: run `make lock`"
+    stamp = re.search(rf"^{re.escape(STAMP)}(\w+)", lock.read_text(), re.MULTILINE)
+    if stamp is None or stamp.group(1) != digest(pyproject):
+        return f"{lock.name} was not generated from this {pyproject.name}: run `make lock`"
+    return None
+
+
 def problems(pyproject: Path = PYPROJECT, lock: Path = LOCK) -> list[str]:
     """Why `lock` is not the lock of `pyproject` (empty when it is)."""
     from packaging.requirements import Requirement
 
+    stale = stale_stamp(pyproject, lock)
     if not lock.is_file():
-        return [f"{lock.name} is missing: run `make lock`"]
-    text = lock.read_text()
-    stamp = re.search(rf"^{re.escape(STAMP)}(\w+)", text, re.MULTILINE)
-    found = []
-    if stamp is None or stamp.group(1) != digest(pyproject):
-        found.append(f"{lock.name} was not generated from this {pyproject.name}: run `make lock`")
-    pinned = pins(text)
+        return [stale]
+    found = [stale] if stale else []
+    pinned = pins(lock.read_text())
     spec = declared(pyproject)
     extras = spec["optional-dependencies"].values()
     for line in [*spec["dependencies"], *(r for group in extras for r in group)]:
@@ -114,8 +121,11 @@ def pip_index_options() -> list[str]:
     return [*options, "--index-strategy", "unsafe-best-match"] if sources else options
 
 
-def install(lock: Path = LOCK) -> None:
+def install(pyproject: Path = PYPROJECT, lock: Path = LOCK) -> None:
     """Install `lock` into this interpreter's environment with uv, then the project (editable)."""
+    stale = stale_stamp(pyproject, lock)
+    if stale:  # installing it would leave pyproject's new requirements out
+        raise SystemExit(f"error: {stale}")
     text = lock.read_text()
     uv_entry = re.search(r"^uv==.*?(?=^\S|\Z)", text, re.MULTILINE | re.DOTALL)
     if uv_entry is None:
@@ -134,7 +144,16 @@ def install(lock: Path = LOCK) -> None:
     )
     # The editable install builds with the locked setuptools instead of downloading one.
     subprocess.run(
-        [*uv, "install", "-q", *target, "--no-deps", "--no-build-isolation", "-e", str(REPO)],
+        [
+            *uv,
+            "install",
+            "-q",
+            *target,
+            "--no-deps",
+            "--no-build-isolation",
+            "-e",
+            str(pyproject.parent),
+        ],
         check=True,
     )
     subprocess.run([*uv, "check", *target], check=True)
