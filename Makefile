@@ -1,18 +1,25 @@
 # Two entry points for a fresh clone (see README): `make repro` and `make test`.
-# Both create .venv with the pinned requirements on first use.
+# Both create .venv with the locked requirements on first use.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+LOCK := requirements-lock.txt
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test lint bench exps metrics
+.PHONY: setup lock repro test lint bench exps metrics
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# uv installs the lock (every package pinned, with hashes), then the project in editable mode.
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) tools/lock.py --install
 	touch $@
+
+# Regenerate the lock after editing pyproject.toml's dependencies (~10 min: it hashes every file).
+# Not after `setup`: that fails on purpose while the lock lacks a newly declared package.
+lock:
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q pip-tools
+	$(PY) tools/lock.py
 
 repro: setup
 	dvc repro
@@ -20,6 +27,8 @@ repro: setup
 test: setup
 	ruff check .
 	ruff format --check .
+	python tools/lock.py --check
+	deptry .
 	pytest
 
 bench: setup
