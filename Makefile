@@ -36,7 +36,7 @@ bench: setup
 
 # The experiments table that fits 160 columns: mAP_w per evaluation, best val losses, changed params.
 exps: setup
-	dvc exp show --only-changed --drop 'Created|.*/|fp_raw_' --keep '(plus_)?(fp|ff)_(box|mask)|(plus_)?best_'
+	dvc exp show --only-changed --drop 'Created|.*/|fp_raw_|ece\.' --keep '(plus_)?(fp|ff)_(box|mask)|(plus_)?best_'
 
 metrics: setup
 	dvc metrics show eval/*/summary.json dvclive/*/best.json
