@@ -1,6 +1,5 @@
 """train() end to end on tiny synthetic data: checkpoints, loggers, resume, DDP, seed commands."""
 
-import io
 import os
 import signal
 import socket
@@ -229,15 +228,8 @@ def test_killed_training_resumes_from_last_checkpoint(data, tmp_path):
     assert again.returncode == 0 and "Restoring states" not in again.stdout + again.stderr
     uninterrupted = _published(paths)
     assert resumed.keys() == uninterrupted.keys() and "models/best.ckpt" in resumed
-    tensors = {}
-    for name, run_outputs in (("resumed", resumed), ("uninterrupted", uninterrupted)):
-        ckpt = torch.load(io.BytesIO(run_outputs["models/last.ckpt"]), weights_only=False)
-        tensors[name] = ckpt["state_dict"]
-    for key, value in tensors["uninterrupted"].items():
-        assert torch.equal(value, tensors["resumed"][key]), key
-    for name in resumed:
-        if not name.endswith(".ckpt"):  # checkpoints: weights above (loop counters differ)
-            assert resumed[name] == uninterrupted[name], f"{name} differs from an uninterrupted run"
+    for name in resumed:  # checkpoints included (canonical_checkpoint)
+        assert resumed[name] == uninterrupted[name], f"{name} differs from an uninterrupted run"
 
 
 @pytest.mark.slow

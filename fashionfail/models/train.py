@@ -207,12 +207,35 @@ def _tag_abandoned_runs(paths: TrainPaths, keep: Path) -> None:
             dump_json({**info, "status": "interrupted"}, run_file, indent=True)
 
 
+def _interned(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {sys.intern(k) if isinstance(k, str) else k: _interned(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_interned(v) for v in obj]
+    return obj
+
+
+def canonical_checkpoint(path: Path) -> None:
+    """Rewrite a checkpoint so that equal contents give equal bytes.
+
+    pickle shares a string it has seen by identity, not by value: the optimizer state of a run
+    resumed from a checkpoint holds other string objects than an uninterrupted run's, so the same
+    state would be written differently. Interning every dict key makes the bytes a function of
+    the contents alone (so a resumed run's outputs, and its dvc.lock entry, equal an
+    uninterrupted run's)."""
+    state = _interned(torch.load(path, map_location="cpu", weights_only=False))
+    tmp = path.with_name(f".{path.name}.canonical.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
 def _publish(work: Path, paths: TrainPaths, info: dict[str, Any]) -> None:
     """Move a finished run's files from its resume folder into out_dir and live_dir, then delete
     the resume folder. out_dir/run.json keeps only what the inputs determine (no pid, no Aim run
     hash: the fingerprint finds the Aim run, whose params hold it)."""
     paths.out_dir.mkdir(parents=True, exist_ok=True)
     for name in CHECKPOINTS:
+        canonical_checkpoint(work / name)
         os.replace(work / name, paths.out_dir / name)
     stable = {k: v for k, v in info.items() if k not in ("pid", "aim_run_hash")}
     dump_json(stable, paths.out_dir / RUN_FILE, indent=True)
