@@ -34,7 +34,6 @@ import errno
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,6 @@ from fashionfail.data.transfer import Manifest, new_session
 
 log = logging.getLogger(__name__)
 
-LAYOUT_DIRS = ("fashionpedia", "fashionfail")
 # os.link's refusals that a copy gets around: another filesystem, one without hard links, a
 # file with the filesystem's maximum number of links.
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
@@ -181,20 +179,12 @@ def publish(staging: Path, out_root: Path) -> int:
     Each file is hard-linked (or copied, see link_or_copy) into a temporary folder in `out_root`,
     and each tree is renamed into place, replacing what was there. Returns the number of files.
     """
+    from fashionfail.data.sources import replace_layout
+
     files = layout_files(Path(staging))
-    out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=out_root))
-    try:
+    with replace_layout(out_root, ".publish-") as tmp:
         for rel in files:
             dst = tmp / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             link_or_copy(Path(staging) / rel, dst)
-        for sub in LAYOUT_DIRS:
-            target = out_root / sub
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp / sub, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return len(files)

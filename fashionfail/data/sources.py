@@ -29,9 +29,12 @@ plain DVC outputs that the run-cache can restore.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,25 @@ IMAGE_DIRS = {
     "fashionpedia": ("train", "test"),
     "fashionfail": ("train", "val", "test"),
 }
+
+
+@contextlib.contextmanager
+def replace_layout(out_root: Path, prefix: str) -> Iterator[Path]:
+    """Yield a temporary folder in `out_root` to build the raw layout in; when the block
+    succeeds, its `fashionpedia/` and `fashionfail/` replace those of `out_root`. On any error
+    `out_root` keeps what it had, and the temporary folder is removed either way."""
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=out_root))
+    try:
+        yield tmp
+        for sub in IMAGE_DIRS:
+            target = out_root / sub
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp / sub, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def staging_dir(out_root: str | os.PathLike) -> Path:

@@ -15,9 +15,6 @@ same JSON bytes and JPEG bytes on every run, and resizing one file does not resh
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -443,14 +440,12 @@ def generate(cfg: SyntheticSource, out_root: Path) -> dict:
     Each of the two trees is built in a temporary folder and renamed into place, so a failure
     never leaves a half-written tree.
     """
-    out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
+    from fashionfail.data.sources import replace_layout
 
     def rng(stream: int) -> np.random.Generator:
         return np.random.default_rng([cfg.seed, stream])
 
-    tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=out_root))
-    try:
+    with replace_layout(out_root, ".synthetic-") as tmp:
         fp, ff = tmp / "fashionpedia", tmp / "fashionfail"
         report = {"source": "synthetic", "seed": cfg.seed, "image_size": cfg.image_size}
         if cfg.profile != "small":
@@ -481,11 +476,4 @@ def generate(cfg: SyntheticSource, out_root: Path) -> dict:
             )
             for k, (split, n) in enumerate(sizes.items())
         }
-        for sub in ("fashionpedia", "fashionfail"):
-            target = out_root / sub
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp / sub, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return report
