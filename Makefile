@@ -29,6 +29,7 @@ test: setup
 	ruff format --check .
 	python tools/lock.py --check
 	deptry .
+	lint-imports
 	pytest
 
 bench: setup

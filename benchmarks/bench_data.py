@@ -31,7 +31,7 @@ import orjson
 import psutil
 from pycocotools import mask as mask_utils
 
-from fashionfail.categories import NUM_FASHIONPEDIA, fashionpedia_categories
+from fashionfail.core.categories import NUM_FASHIONPEDIA, fashionpedia_categories
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK = 20_000

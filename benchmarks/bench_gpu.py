@@ -86,7 +86,7 @@ def _coco_shaped_weights(torch_home: Path) -> None:
 
 
 def _config(args: argparse.Namespace, impl: str):
-    from fashionfail.config import TrainConfig, load_section, parse_section
+    from fashionfail.core.config import TrainConfig, load_section, parse_section
 
     values = load_section("train_facere", REPO / "params.paper.yaml", TrainConfig).model_dump()
     values.update(
@@ -104,7 +104,7 @@ def _config(args: argparse.Namespace, impl: str):
 
 
 def _loader(args: argparse.Namespace, cfg, data: Path):
-    from fashionfail.categories import LabelSpace
+    from fashionfail.core.categories import LabelSpace
     from fashionfail.data.detection import DetectionDataset, make_loader
     from fashionfail.data.presets import train_transforms
 
@@ -221,7 +221,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_gpu: no CUDA GPU here (use --device cpu for a smoke test)")
-    from fashionfail.config import SyntheticSource
+    from fashionfail.core.config import SyntheticSource
     from fashionfail.data.synthetic import generate
 
     data = Path(args.data)

@@ -42,7 +42,7 @@ CASES = [
 
 
 def _data(root: Path, fp_images: int, ff_images: int) -> Path:
-    from fashionfail.config import SyntheticSource
+    from fashionfail.core.config import SyntheticSource
     from fashionfail.data.synthetic import generate
 
     stamp = root / f"done-{fp_images}-{ff_images}"
@@ -66,7 +66,7 @@ def _data(root: Path, fp_images: int, ff_images: int) -> Path:
 def _dataset(root: Path, recipe: str, impl: str, which: str):
     from torchvision.transforms import v2
 
-    from fashionfail.categories import LabelSpace
+    from fashionfail.core.categories import LabelSpace
     from fashionfail.data.detection import DetectionDataset
     from fashionfail.data.presets import train_transforms
 

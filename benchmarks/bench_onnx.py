@@ -4,9 +4,9 @@
         [--min-size 800 --max-size 1333] [--height 683 --width 1024] [--threads N]
 
 Builds `arch` randomly initialised (no download) with the 46+1 Facere classes, exports it with
-`fashionfail.onnx_export.export_onnx` (the export-onnx stage's code: TorchScript exporter, opset
-17, the published interface) and prints: the export time, the file size, then the per-image
-inference time of PyTorch (`model([image])` under inference_mode) and of onnxruntime (CPU
+`fashionfail.inference.onnx_export.export_onnx` (the export-onnx stage's code: TorchScript
+exporter, opset 17, the published interface) and prints: the export time, the file size, then the
+per-image inference time of PyTorch (`model([image])` under inference_mode) and of onnxruntime (CPU
 execution provider) on the same random images, one image per call (batch 1, as the original
 evaluation), after one untimed warm-up each. Three classes' classifier biases are raised, so the
 random model returns confident detections (up to 100 per image: mask pasting is part of the
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from fashionfail.categories import LabelSpace
+from fashionfail.core.categories import LabelSpace
+from fashionfail.inference.onnx_export import export_onnx
+from fashionfail.inference.onnx_runtime import OnnxModel, compare_detections
 from fashionfail.models.factory import build_model
-from fashionfail.onnx_export import export_onnx
-from fashionfail.onnx_runtime import OnnxModel, compare_detections
 
 
 def _timed(fn, images) -> tuple[list[float], list]:

@@ -1,4 +1,5 @@
-"""Benchmark `fashionfail.inference.predict`, the code path of the predict CLI and evaluate stage.
+"""Benchmark `fashionfail.inference.predictor.predict`, the code path of the predict CLI and the
+evaluate stage.
 
     python benchmarks/bench_predict.py [--device cpu] [--tiny-images 16] [--paper-images 3]
 
@@ -22,8 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fashionfail.categories import LabelSpace
-from fashionfail.inference import ImageItem, predict
+from fashionfail.core.categories import LabelSpace
+from fashionfail.inference.predictor import ImageItem, predict
 from fashionfail.models.factory import build_model
 
 

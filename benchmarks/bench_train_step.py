@@ -19,8 +19,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from fashionfail.categories import LabelSpace
-from fashionfail.config import SyntheticSource, TrainConfig, load_section, parse_section
+from fashionfail.core.categories import LabelSpace
+from fashionfail.core.config import SyntheticSource, TrainConfig, load_section, parse_section
 from fashionfail.data.detection import DetectionDataset, collate
 from fashionfail.data.presets import train_transforms
 from fashionfail.data.synthetic import generate

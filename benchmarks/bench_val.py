@@ -103,7 +103,7 @@ def _map_costs(backend: str, n_images: int, stock: bool = False) -> tuple[float,
     the training's metric (ValMeanAveragePrecision) or torchmetrics' stock one."""
     from torchmetrics.detection import MeanAveragePrecision
 
-    from fashionfail.eval.val_map import ValMeanAveragePrecision
+    from fashionfail.models.val_map import ValMeanAveragePrecision
 
     rng = torch.Generator().manual_seed(1)
     if stock:

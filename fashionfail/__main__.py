@@ -2,6 +2,6 @@
 
 import sys
 
-from fashionfail.commands import main
+from fashionfail.commands.main import main
 
 sys.exit(main())

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fashionfail.cli import USER_ERRORS, add_debug_flag, error_exit
-from fashionfail.config import load_section
+from fashionfail.core.cli import USER_ERRORS, add_debug_flag, error_exit
+from fashionfail.core.config import load_section
 from fashionfail.data.sources import REPORT_NAME, STAGING_NAME, run_download
 
 

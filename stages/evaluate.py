@@ -26,13 +26,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fashionfail.categories import LABEL_SPACES
-from fashionfail.cli import USER_ERRORS, error_exit, parser
-from fashionfail.config import EvaluateConfig, load_section
+from fashionfail.core.categories import LABEL_SPACES
+from fashionfail.core.cli import USER_ERRORS, error_exit, parser
+from fashionfail.core.config import EvaluateConfig, load_section
+from fashionfail.core.jsonio import DataError, dump_json
+from fashionfail.core.tracking import default_aim_repo
 from fashionfail.eval.evaluate import evaluate
 from fashionfail.eval.prediction_files import BOX_ORDERS, CLASS_IDS, PRESETS, PredictionFormat
-from fashionfail.jsonio import DataError, dump_json
-from fashionfail.tracking import default_aim_repo
 
 
 def _source(args, cfg: EvaluateConfig) -> tuple[Path | None, PredictionFormat | None]:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fashionfail.config import ExportOnnxConfig, load_section
-from fashionfail.onnx_export import main as export_main
+from fashionfail.core.config import ExportOnnxConfig, load_section
+from fashionfail.inference.onnx_export import main as export_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fashionfail.cli import USER_ERRORS, error_exit, parser
+    from fashionfail.core.cli import USER_ERRORS, error_exit, parser
 
     ap = parser(__doc__)
     ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")

@@ -15,9 +15,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fashionfail.cli import USER_ERRORS, error_exit, parser
-from fashionfail.config import DownloadConfig, ReportConfig, load_section
-from fashionfail.jsonio import DataError
+from fashionfail.core.cli import USER_ERRORS, error_exit, parser
+from fashionfail.core.config import DownloadConfig, ReportConfig, load_section
+from fashionfail.core.jsonio import DataError
 from fashionfail.report.build import ReportInputs, write_report
 
 

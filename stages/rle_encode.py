@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fashionfail.cli import USER_ERRORS, error_exit, parser
-from fashionfail.config import RleEncodeConfig, load_section
+from fashionfail.core.cli import USER_ERRORS, error_exit, parser
+from fashionfail.core.config import RleEncodeConfig, load_section
 from fashionfail.data.rle import encode_file
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fashionfail.cli import USER_ERRORS, error_exit, parser
-from fashionfail.config import SplitConfig, load_section
+from fashionfail.core.cli import USER_ERRORS, error_exit, parser
+from fashionfail.core.config import SplitConfig, load_section
 from fashionfail.data.split import split_file
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fashionfail.cli import parser, report_errors
-from fashionfail.config import TrainConfig, load_section
+from fashionfail.core.cli import parser, report_errors
+from fashionfail.core.config import TrainConfig, load_section
+from fashionfail.core.tracking import default_aim_repo
 from fashionfail.models.train import TRAIN_ERRORS, TrainPaths, train
-from fashionfail.tracking import default_aim_repo
 
 
 def main(argv: list[str] | None = None) -> int:

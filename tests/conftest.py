@@ -10,10 +10,10 @@ import pytest
 from http_fault_server import FakeOfficial
 from pycocotools import mask as mask_utils
 
-from fashionfail.categories import fashionpedia_categories
-from fashionfail.config import SyntheticSource
+from fashionfail.core.categories import fashionpedia_categories
+from fashionfail.core.config import SyntheticSource
+from fashionfail.core.jsonio import dump_json
 from fashionfail.data.synthetic import generate
-from fashionfail.jsonio import dump_json
 
 TINY_H, TINY_W = 30, 40  # not square, so a swapped height/width shows
 

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from fashionfail.config import OfficialSource
+from fashionfail.core.config import OfficialSource
 from fashionfail.data.fashionfail_download import FF_TRANSFORM
 
 

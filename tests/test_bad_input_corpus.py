@@ -27,8 +27,8 @@ from test_eval_stage import make_gt
 from test_predict import write_checkpoint, write_images
 from train_helpers import TINY_TRAIN
 
-from fashionfail.categories import fashionpedia_categories
-from fashionfail.config import load_section
+from fashionfail.core.categories import fashionpedia_categories
+from fashionfail.core.config import load_section
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -567,7 +567,7 @@ def train_limit_train_batches_fraction_above_one(root, syn):
 
 @case
 def train_monitor_typo(root, syn):
-    from fashionfail.config import LOGGED_METRICS
+    from fashionfail.core.config import LOGGED_METRICS
 
     return _param_case(
         root,
@@ -877,7 +877,7 @@ def train_image_folder_missing(root, syn):
 
 @case
 def train_folder_locked_by_another_training(root, syn):
-    from fashionfail.guard import training_lock
+    from fashionfail.core.guard import training_lock
 
     ff = _ff(root, syn)
     _train_params(root)
@@ -1065,7 +1065,7 @@ def eval_params_batch_size_zero(root, syn):
 
 
 def _predict(root: Path, images: Path, ckpt: Path, *extra: str):
-    from fashionfail.predict import main
+    from fashionfail.commands.predict import main
 
     argv = [
         "--images",

@@ -1,6 +1,6 @@
 import pytest
 
-from fashionfail.categories import (
+from fashionfail.core.categories import (
     FASHIONFAIL_FP_IDS,
     NUM_FASHIONFAIL,
     NUM_FASHIONPEDIA,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fashionfail.commands import COMMANDS, main
+from fashionfail.commands.main import COMMANDS, main
 
 REPO = Path(__file__).resolve().parents[1]
 REPO_ENV = {
@@ -34,7 +34,7 @@ def test_usage_lists_every_command(capsys):
 def test_every_command_help_without_torch(name):
     """--help answers without importing torch or Lightning (they take seconds)."""
     code = (
-        "import sys\nfrom fashionfail.commands import main\n"
+        "import sys\nfrom fashionfail.commands.main import main\n"
         f"try:\n    main([{name!r}, '--help'])\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in ('torch', 'pytorch_lightning', 'torchvision') "
         "if m in sys.modules)\nprint('HEAVY', heavy)\n"

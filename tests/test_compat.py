@@ -1,4 +1,4 @@
-"""fashionfail.compat: the original project's commands, through their thin shims.
+"""fashionfail.commands.compat: the original project's commands, through their thin shims.
 
 The end-to-end runs are in test_data_cli.py (make_fashionpedia) and test_train.py
 (test_seed_training_commands); here: the shims stay thin and parse the original flags.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fashionfail.compat import build_train_parser, parse_bool
+from fashionfail.commands.compat import build_train_parser, parse_bool
 
 REPO = Path(__file__).resolve().parents[1]
 SHIMS = {
@@ -40,8 +40,8 @@ def test_no_command_line_parsing_in_the_library_packages() -> None:
         for path in sorted((REPO / folder).glob("*.py")):
             rel = str(path.relative_to(REPO))
             if rel in SHIMS:
-                # A shim only imports its function from fashionfail.compat and calls it.
-                assert _imports(path) == {"sys", "fashionfail.compat"}, rel
+                # A shim only imports its function from fashionfail.commands.compat and calls it.
+                assert _imports(path) == {"sys", "fashionfail.commands.compat"}, rel
                 assert f"sys.exit({SHIMS[rel]}())" in path.read_text(), rel
             else:
                 assert "argparse" not in _imports(path), rel
@@ -103,7 +103,7 @@ def test_parse_bool_rejects_other_words() -> None:
 
 
 def test_every_pl_trainer_argument_is_a_flag(capsys: pytest.CaptureFixture) -> None:
-    from fashionfail.compat import trainer_flags
+    from fashionfail.commands.compat import trainer_flags
 
     ap = build_train_parser("x", plus=False)
     tokens = [

@@ -1,7 +1,7 @@
 import pytest
 from train_helpers import REPO
 
-from fashionfail.config import (
+from fashionfail.core.config import (
     SECTIONS,
     ConfigError,
     TrainConfig,

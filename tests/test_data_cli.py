@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fashionfail.jsonio import dump_json, load_json
+from fashionfail.core.jsonio import dump_json, load_json
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = REPO / "stages" / "split.py"

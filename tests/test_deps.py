@@ -29,7 +29,7 @@ def test_the_lock_is_current():
 
 def test_the_lock_pins_what_the_code_needs():
     pins = lock.pins(lock.LOCK.read_text())
-    assert pins["torchmetrics"] == "1.9.0"  # fashionfail/eval/val_map.py follows its state
+    assert pins["torchmetrics"] == "1.9.0"  # fashionfail/models/val_map.py follows its state
     for name in ("onnx", "onnxruntime", "filelock", "faster-coco-eval", "dvc-s3", "moto", "uv"):
         assert name in pins, name
 

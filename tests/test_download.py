@@ -25,7 +25,8 @@ from http_fault_server import (  # tests/ is on sys.path (pytest rootdir import)
     read_tree,
 )
 
-from fashionfail.config import ConfigError
+from fashionfail.core.config import ConfigError
+from fashionfail.core.jsonio import DataError
 from fashionfail.data.download import download_official, publish
 from fashionfail.data.fashionfail_download import (
     FF_TRANSFORM,
@@ -35,7 +36,6 @@ from fashionfail.data.fashionfail_download import (
 )
 from fashionfail.data.fashionpedia_download import extract_zip
 from fashionfail.data.transfer import DownloadError, fetch_file
-from fashionfail.jsonio import DataError
 
 BOOKKEEPING = {
     "fashionpedia/.download_manifest.json",

@@ -103,7 +103,7 @@ def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project
     assert not _ran(out) and _restored(out) == _stage_names(project), out
     assert _digest(project, *outs) == before
     assert _lock_entries(project) == yaml.safe_load(lock)["stages"]
-    _run([sys.executable, "-m", "fashionfail.plots", "--out", "offline.html"], project)
+    _run([sys.executable, "-m", "fashionfail.commands.plots", "--out", "offline.html"], project)
     page = (project / "offline.html").read_text()
     assert "<script" not in page  # curves + per-class bars, offline
     assert "data:image/png;base64," in page  # the overlays
@@ -184,7 +184,7 @@ def test_a_code_edit_reruns_exactly_the_stages_that_run_that_code(project):
     assert "modified:           fashionfail/data/fast_recipes.py" in status
     assert not {"download:", "split:", "rle-encode:"} & set(status.split()), status
     recipes.write_text(original)
-    predict = project / "fashionfail/predict.py"
+    predict = project / "fashionfail/commands/predict.py"
     original = predict.read_text()
     predict.write_text(original + "# an edit\n")
     assert "up to date" in _run(["dvc", "status"], project)

@@ -14,7 +14,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from fashionfail.categories import FASHIONFAIL_FP_IDS, fashionpedia_categories
+from fashionfail.core.categories import FASHIONFAIL_FP_IDS, fashionpedia_categories
+from fashionfail.core.jsonio import DataError
 from fashionfail.eval.coco import (
     IOU_TYPES,
     class_image_counts,
@@ -23,7 +24,6 @@ from fashionfail.eval.coco import (
     load_ground_truth,
     weighted_metrics,
 )
-from fashionfail.jsonio import DataError
 
 H, W = 40, 50  # not square, so a swapped height/width shows
 

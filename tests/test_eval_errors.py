@@ -56,7 +56,7 @@ def _predict(root: Path, images: Path, ckpt: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "fashionfail.predict",
+        "fashionfail.commands.predict",
         "--images",
         str(images),
         "--checkpoint",

@@ -16,15 +16,15 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from test_onnx import decisive_checkpoint
 
-from fashionfail import inference
-from fashionfail.categories import FASHIONFAIL_FP_IDS, LabelSpace, fashionpedia_categories
-from fashionfail.config import EvaluateConfig
+from fashionfail.core.categories import FASHIONFAIL_FP_IDS, LabelSpace, fashionpedia_categories
+from fashionfail.core.config import EvaluateConfig
+from fashionfail.core.jsonio import DataError
 from fashionfail.eval.evaluate import evaluate
 from fashionfail.eval.prediction_files import PRESETS, PredictionFormat
-from fashionfail.inference import ImageItem, _records, read_image
-from fashionfail.jsonio import DataError
+from fashionfail.inference import predictor as inference
+from fashionfail.inference.onnx_export import export_onnx
+from fashionfail.inference.predictor import ImageItem, _records, read_image
 from fashionfail.models.factory import load_trained
-from fashionfail.onnx_export import export_onnx
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = EvaluateConfig(

@@ -13,12 +13,12 @@ from PIL import Image
 from test_eval_coco import cocoeval_by_hand, rle_of
 from test_predict import write_checkpoint, write_images
 
-from fashionfail.categories import FASHIONFAIL_FP_IDS, fashionpedia_categories
-from fashionfail.config import EvaluateConfig
+from fashionfail.core.categories import FASHIONFAIL_FP_IDS, fashionpedia_categories
+from fashionfail.core.config import EvaluateConfig
+from fashionfail.core.jsonio import DataError
+from fashionfail.core.tracking import tag_names
 from fashionfail.eval import evaluate as evaluate_module
 from fashionfail.eval.evaluate import evaluate
-from fashionfail.jsonio import DataError
-from fashionfail.tracking import tag_names
 
 SIZES = [(64, 64), (48, 64), (64, 48), (64, 64)]
 CFG = EvaluateConfig(batch_size=2, num_workers=0, device="cpu", score_threshold=0.3, num_overlays=2)
@@ -162,7 +162,7 @@ def test_aim_run_has_metrics_and_overlays(ff_run):
     images = run.get_image_sequence("overlays", Context({"subset": "facere_ff"}))
     steps = [step for step, _ in images.data.items()]
     assert len(steps) == CFG.num_overlays
-    # Tagged like the training runs (fashionfail.tracking): stage, DVC experiment, status.
+    # Tagged like the training runs (fashionfail.core.tracking): stage, DVC experiment, status.
     assert tag_names(run) == {"stage:evaluate@facere_ff", "exp:fuzzy-owl", "finished"}
 
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fashionfail.cli import error_exit, one_line, report_errors
-from fashionfail.guard import remove_stale_temp_files, training_lock, watch_parent
-from fashionfail.jsonio import DataError
+from fashionfail.core.cli import error_exit, one_line, report_errors
+from fashionfail.core.guard import remove_stale_temp_files, training_lock, watch_parent
+from fashionfail.core.jsonio import DataError
 from fashionfail.models.safety import AtomicModelCheckpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 # A training stand-in: starts the watchdog as train() does, then works for a minute.
 CHILD = textwrap.dedent("""
     import sys, time
-    from fashionfail.guard import watch_parent
+    from fashionfail.core.guard import watch_parent
     print("watching", watch_parent(interval_s=0.2), flush=True)
     time.sleep(60)
 """)
@@ -94,7 +94,8 @@ def test_watchdog_off_outside_dvc(monkeypatch):
 def test_lock_is_exclusive_across_processes(tmp_path):
     out = tmp_path / "models"
     code = (
-        "import sys, time; from pathlib import Path; from fashionfail.guard import training_lock\n"
+        "import sys, time; from pathlib import Path\n"
+        "from fashionfail.core.guard import training_lock\n"
         f"with training_lock(Path({str(out)!r})):\n    print('locked', flush=True); time.sleep(30)"
     )
     holder = subprocess.Popen(
@@ -224,7 +225,7 @@ def test_debug_flag_on_a_stage(tmp_path):
 
 
 def test_stale_output_folders_of_a_killed_run_are_removed(tmp_path):
-    from fashionfail.jsonio import atomic_dir
+    from fashionfail.core.jsonio import atomic_dir
 
     (tmp_path / ".x.abc123.tmp").mkdir()  # killed while writing
     (tmp_path / ".x.def456.old").mkdir()  # killed between the two renames
@@ -236,7 +237,7 @@ def test_stale_output_folders_of_a_killed_run_are_removed(tmp_path):
 
 
 def test_monitor_names_are_the_metrics_the_module_logs():
-    from fashionfail.config import LOGGED_METRICS, MAP_METRICS
+    from fashionfail.core.config import LOGGED_METRICS, MAP_METRICS
     from fashionfail.models.factory import build_model
     from fashionfail.models.module import _MAP_KEYS
 

@@ -19,7 +19,7 @@ import pytest
 from test_onnx import decisive_checkpoint
 from test_predict import write_images
 
-from fashionfail.commands import COMMANDS
+from fashionfail.commands.main import COMMANDS
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_predict_from_a_checkpoint_and_from_an_exported_onnx_file(fresh):
     ckpt = decisive_checkpoint(_mkdir(work) / "plus.ckpt")
     write_images(work / "images", [(64, 80), (70, 60)], seed=2)
     onnx_file = work / "plus.onnx"
-    export = ["python", "-m", "fashionfail.onnx_export", "--checkpoint", str(ckpt)]
+    export = ["python", "-m", "fashionfail.inference.onnx_export", "--checkpoint", str(ckpt)]
     proc = _run([*export, "--classes", "fashionfail", "--out", str(onnx_file)], work, env)
     assert proc.returncode == 0 and onnx_file.is_file(), proc.stderr[-3000:]
     results = {}

@@ -1,4 +1,5 @@
-"""fashionfail.jsonio: atomic files and folders (nothing partial is ever left at the target)."""
+"""fashionfail.core.jsonio: atomic files and folders (nothing partial is ever left at the
+target)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fashionfail.jsonio import DataError, atomic_dir, atomic_path, dump_json, load_json
+from fashionfail.core.jsonio import DataError, atomic_dir, atomic_path, dump_json, load_json
 
 
 def _siblings(path: Path) -> list[str]:

@@ -6,10 +6,10 @@ from torch import nn
 from torchvision import tv_tensors
 from train_helpers import make_data, tiny_cfg
 
-from fashionfail.categories import LabelSpace
+from fashionfail.core.categories import LabelSpace
+from fashionfail.core.jsonio import dump_json, load_json
 from fashionfail.data.detection import DetectionDataset, collate, make_loader
 from fashionfail.data.presets import CropToObjects, train_transforms, val_transforms
-from fashionfail.jsonio import dump_json, load_json
 from fashionfail.models.factory import build_model, load_initial_weights, load_trained
 from fashionfail.models.module import MaskRCNNModule, losses_without_stat_updates
 

@@ -11,14 +11,14 @@ import pytest
 import torch
 from test_predict import write_checkpoint, write_images
 
-from fashionfail.inference import read_image
-from fashionfail.models.factory import build_model, load_trained
-from fashionfail.onnx_export import export_checkpoint, export_onnx, main
-from fashionfail.onnx_runtime import (
+from fashionfail.inference.onnx_export import export_checkpoint, export_onnx, main
+from fashionfail.inference.onnx_runtime import (
     OnnxInterfaceError,
     OnnxModel,
     compare_detections,
 )
+from fashionfail.inference.predictor import read_image
+from fashionfail.models.factory import build_model, load_trained
 
 REPO = Path(__file__).resolve().parents[1]
 # Boosted labels: a random tiny model then returns confident detections of these classes.
@@ -129,7 +129,7 @@ def test_a_file_without_metadata_needs_its_label_space(tmp_path):
     model = build_model("tiny", 47, min_size=64, max_size=64).eval()
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.bias[40] += 8.0  # label 40: no FashionFail class
-    from fashionfail.categories import LabelSpace
+    from fashionfail.core.categories import LabelSpace
 
     export_onnx(model, LabelSpace("fashionpedia"), tmp_path / "m.onnx", sample_size=(64, 80))
     proto = onnx.load(str(tmp_path / "m.onnx"))
@@ -185,7 +185,7 @@ def test_predict_cli_takes_an_onnx_model(exported, tmp_path):
     """`predict --model X.onnx` writes the same detections as `--model X.ckpt`."""
     import json
 
-    from fashionfail.predict import main as predict_main
+    from fashionfail.commands.predict import main as predict_main
 
     ckpt, path, _ = exported
     write_images(tmp_path / "images", [(64, 80), (70, 60)], seed=2)

@@ -9,8 +9,8 @@ from torch import nn
 from torchvision.models.detection import mask_rcnn
 from train_helpers import ff_paths, make_data, tiny_cfg
 
-from fashionfail.categories import LabelSpace
-from fashionfail.config import ConfigError
+from fashionfail.core.categories import LabelSpace
+from fashionfail.core.config import ConfigError
 from fashionfail.data.detection import DetectionDataset, collate
 from fashionfail.data.presets import val_transforms
 from fashionfail.models.factory import (

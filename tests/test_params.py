@@ -3,8 +3,8 @@
 import yaml
 from train_helpers import REPO
 
-from fashionfail.config import SECTIONS, parse_section
-from fashionfail.paper_params import apply_paper, paper_values
+from fashionfail.commands.paper_params import apply_paper, paper_values
+from fashionfail.core.config import SECTIONS, parse_section
 
 
 def _leaves(d, path=()):
@@ -18,7 +18,7 @@ def _leaves(d, path=()):
 def test_paper_file_is_params_with_the_paper_values():
     text = (REPO / "params.yaml").read_text()
     assert (REPO / "params.paper.yaml").read_text() == apply_paper(text), (
-        "params.paper.yaml is stale: run `python -m fashionfail.paper_params`"
+        "params.paper.yaml is stale: run `python -m fashionfail.commands.paper_params`"
     )
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fashionfail.cli import tool
-from fashionfail.jsonio import DataError
-from fashionfail.plots import render_page
+from fashionfail.commands.plots import render_page
+from fashionfail.core.cli import tool
+from fashionfail.core.jsonio import DataError
 
 SPEC = {
     "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
@@ -68,13 +68,13 @@ def test_tool_is_the_one_beside_the_interpreter(tmp_path, monkeypatch):
 
 
 def test_plots_runs_without_an_activated_venv(tmp_path):
-    """`.venv/bin/python -m fashionfail.plots` with a PATH lacking .venv/bin finds its dvc."""
+    """`.venv/bin/python -m fashionfail plots` with a PATH lacking .venv/bin finds its dvc."""
     dvc = Path(sys.executable).parent / "dvc"
     subprocess.run([str(dvc), "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)}
     proc = subprocess.run(
-        [sys.executable, "-m", "fashionfail.plots", "--out", "page.html"],
+        [sys.executable, "-m", "fashionfail", "plots", "--out", "page.html"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -1,4 +1,5 @@
-"""fashionfail.inference (image decoding, batched prediction, COCO records) and the predict CLI."""
+"""fashionfail.inference.predictor (image decoding, batched prediction, COCO records) and the
+predict CLI."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from fashionfail.categories import FASHIONFAIL_FP_IDS, LabelSpace
-from fashionfail.inference import (
+from fashionfail.commands.predict import main
+from fashionfail.core.categories import FASHIONFAIL_FP_IDS, LabelSpace
+from fashionfail.core.jsonio import DataError
+from fashionfail.inference.predictor import (
     ImageItem,
     list_images,
     load_model,
@@ -23,9 +26,7 @@ from fashionfail.inference import (
     read_image,
     resolve_device,
 )
-from fashionfail.jsonio import DataError
 from fashionfail.models.factory import build_model, load_trained
-from fashionfail.predict import main
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
@@ -268,7 +269,7 @@ def test_cli_writes_results_and_overlays(tmp_path):
         [
             sys.executable,
             "-m",
-            "fashionfail.predict",
+            "fashionfail.commands.predict",
             "--images",
             str(folder),
             "--checkpoint",

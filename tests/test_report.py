@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from fashionfail.config import EvaluateConfig, ReportConfig
+from fashionfail.core.config import EvaluateConfig, ReportConfig
 from fashionfail.eval.evaluate import evaluate
 from fashionfail.report.analysis import calibration, failure_cases, spread, within_spread
 from fashionfail.report.build import ReportInputs, write_report

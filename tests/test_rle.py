@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from fashionfail.core.jsonio import DataError, dump_json, load_json
 from fashionfail.data import rle
 from fashionfail.data.rle import default_report_path, encode_coco, encode_file
-from fashionfail.jsonio import DataError, dump_json, load_json
 
 
 def _decode(seg: dict) -> np.ndarray:

@@ -32,9 +32,9 @@ from http_fault_server import (  # tests/ is on sys.path (pytest rootdir import)
 
 import fashionfail.data.download
 import fashionfail.data.synthetic
-from fashionfail.config import DownloadConfig, SyntheticSource
+from fashionfail.core.config import DownloadConfig, SyntheticSource
+from fashionfail.core.jsonio import DataError, load_json
 from fashionfail.data.sources import REPORT_NAME, STAGING_NAME, run_download, staging_dir
-from fashionfail.jsonio import DataError, load_json
 
 REPO = Path(__file__).resolve().parents[1]
 # The staging folder's bookkeeping: never published into the raw layout.

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sklearn.model_selection import train_test_split
 
+from fashionfail.core.jsonio import DataError, dump_json, load_json
 from fashionfail.data.split import split_coco, split_file
-from fashionfail.jsonio import DataError, dump_json, load_json
 
 
 @pytest.fixture

@@ -10,10 +10,14 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from fashionfail.categories import FASHIONFAIL_FP_IDS, NUM_FASHIONPEDIA, fashionpedia_categories
-from fashionfail.config import SyntheticSource
+from fashionfail.core.categories import (
+    FASHIONFAIL_FP_IDS,
+    NUM_FASHIONPEDIA,
+    fashionpedia_categories,
+)
+from fashionfail.core.config import SyntheticSource
+from fashionfail.core.jsonio import load_json
 from fashionfail.data.synthetic import COLOURS, SHAPES, class_appearance, generate
-from fashionfail.jsonio import load_json
 
 FP_KEYS = {"info", "categories", "attributes", "images", "annotations", "licenses"}
 FP_IMAGE_KEYS = {

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from train_helpers import REPO, aim_runs
 
-from fashionfail.tracking import default_aim_repo
+from fashionfail.core.tracking import default_aim_repo
 
 # One "experiment": waits until every other one has imported Aim, then opens a run at once.
 _RUN = """
 import sys, time
 from pathlib import Path
 from aim import Run
-from fashionfail.tracking import ensure_aim_repo
+from fashionfail.core.tracking import ensure_aim_repo
 root, me, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 (root / f"ready-{me}").touch()
 while len(list(root.glob("ready-*"))) < n:

@@ -14,7 +14,7 @@ import yaml
 from train_helpers import REPO, ff_paths, fp_paths, make_data, tiny_cfg
 from train_helpers import aim_runs as _aim_metrics
 
-from fashionfail.config import ConfigError
+from fashionfail.core.config import ConfigError
 from fashionfail.models.factory import load_trained
 from fashionfail.models.train import resolve_precision, train
 
@@ -216,7 +216,7 @@ def test_killed_training_resumes_from_last_checkpoint(data, tmp_path):
     assert _aim_fingerprint(tmp_path, runs["train-facere"][0]) == final["fingerprint"]
     from aim import Repo
 
-    from fashionfail.tracking import tag_names
+    from fashionfail.core.tracking import tag_names
 
     (run,) = Repo.from_path(str(tmp_path)).iter_runs()
     assert tag_names(run) == {"stage:train-facere", "resumed", "finished"}

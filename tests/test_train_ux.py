@@ -12,7 +12,7 @@ import torch
 import yaml
 from train_helpers import REPO, fp_paths, make_data, tiny_cfg
 
-from fashionfail.config import ConfigError, TrainConfig, parse_section
+from fashionfail.core.config import ConfigError, TrainConfig, parse_section
 from fashionfail.models.progress import LogProgress, progress_settings
 
 
@@ -194,7 +194,7 @@ def _tags(repo_dir) -> dict[str, set[str]]:
     from aim import Repo
     from aim.sdk.index_manager import RepoIndexManager
 
-    from fashionfail.tracking import tag_names
+    from fashionfail.core.tracking import tag_names
 
     repo = Repo.from_path(str(repo_dir))
     indexer = RepoIndexManager.get_index_manager(repo)  # what `aim up` does before listing
@@ -206,7 +206,7 @@ def _tags(repo_dir) -> dict[str, set[str]]:
 def test_killed_run_found_later_is_tagged_interrupted(tmp_path):
     from aim import Run
 
-    from fashionfail.tracking import mark_interrupted, set_status
+    from fashionfail.core.tracking import mark_interrupted, set_status
 
     run = Run(repo=str(tmp_path), system_tracking_interval=None, log_system_params=False)
     run.add_tag("stage:train-facere")

@@ -12,8 +12,8 @@ from pycocotools import mask as coco_mask
 from torchmetrics.detection import MeanAveragePrecision
 from train_helpers import tiny_cfg
 
-from fashionfail.eval.val_map import ValMeanAveragePrecision, encode_masks
 from fashionfail.models.module import MaskRCNNModule
+from fashionfail.models.val_map import ValMeanAveragePrecision, encode_masks
 
 
 def _preds_and_targets(seed: int, n_images: int = 6):

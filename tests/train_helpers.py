@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fashionfail.config import SyntheticSource, TrainConfig, load_section, parse_section
+from fashionfail.core.config import SyntheticSource, TrainConfig, load_section, parse_section
 from fashionfail.data.synthetic import generate
 from fashionfail.models.train import TrainPaths
 

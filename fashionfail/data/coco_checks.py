@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from fashionfail.jsonio import DataError
+from fashionfail.core.jsonio import DataError
 
 TOP_LEVEL_KEYS = ("images", "annotations", "categories")
 IMAGE_KEYS = ("id", "width", "height", "file_name")

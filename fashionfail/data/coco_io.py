@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import msgspec
 
-from fashionfail.jsonio import DataError, atomic_path, read_bytes
+from fashionfail.core.jsonio import DataError, atomic_path, read_bytes
 
 DECODED_KEYS = ("id", "image_id", "category_id", "bbox")
 

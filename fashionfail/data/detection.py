@@ -22,9 +22,9 @@ from torchvision import tv_tensors
 from torchvision.datasets import CocoDetection, VisionDataset, wrap_dataset_for_transforms_v2
 from torchvision.transforms.v2 import functional as F
 
-from fashionfail.categories import LabelSpace
+from fashionfail.core.categories import LabelSpace
+from fashionfail.core.jsonio import DataError, load_json
 from fashionfail.data.coco_checks import check_annotations, check_image_files
-from fashionfail.jsonio import DataError, load_json
 
 _TARGET_KEYS = ("image_id", "boxes", "labels", "masks", "iscrowd")
 

@@ -37,7 +37,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from fashionfail.config import ConfigError, OfficialSource
+from fashionfail.core.config import ConfigError, OfficialSource
 from fashionfail.data.fashionfail_download import (
     FF_SPLITS,
     MissingImagesError,
@@ -47,6 +47,7 @@ from fashionfail.data.fashionfail_download import (
     write_ff_split,
 )
 from fashionfail.data.fashionpedia_download import FP_ANNOTATIONS, FP_ZIPS, fetch_fashionpedia
+from fashionfail.data.layout import replace_layout
 from fashionfail.data.transfer import Manifest, new_session
 
 log = logging.getLogger(__name__)
@@ -179,8 +180,6 @@ def publish(staging: Path, out_root: Path) -> int:
     Each file is hard-linked (or copied, see link_or_copy) into a temporary folder in `out_root`,
     and each tree is renamed into place, replacing what was there. Returns the number of files.
     """
-    from fashionfail.data.sources import replace_layout
-
     files = layout_files(Path(staging))
     with replace_layout(out_root, ".publish-") as tmp:
         for rel in files:

@@ -26,7 +26,8 @@ from typing import Any
 import requests
 from tqdm import tqdm
 
-from fashionfail.config import OfficialSource
+from fashionfail.core.config import OfficialSource
+from fashionfail.core.jsonio import DataError, atomic_path, dump_json, load_json
 from fashionfail.data.content import coco_json_problem, image_problem
 from fashionfail.data.transfer import (
     DownloadError,
@@ -36,7 +37,6 @@ from fashionfail.data.transfer import (
     fetch_file,
     fetch_tracked,
 )
-from fashionfail.jsonio import DataError, atomic_path, dump_json, load_json
 
 FF_SPLITS = ("train", "val", "test")
 FF_TRANSFORM = "f_jpg,q_auto,fl_lossy,c_fill,g_auto/"

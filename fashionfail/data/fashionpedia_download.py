@@ -23,11 +23,11 @@ from pathlib import Path, PurePosixPath
 import requests
 from tqdm import tqdm
 
-from fashionfail.config import OfficialSource
+from fashionfail.core.config import OfficialSource
+from fashionfail.core.jsonio import DataError, dump_json, load_json
 from fashionfail.data.content import coco_json_problem
-from fashionfail.data.sources import count_files
+from fashionfail.data.layout import count_files
 from fashionfail.data.transfer import CHUNK, Manifest, fetch_tracked
-from fashionfail.jsonio import DataError, dump_json, load_json
 
 FP_ANNOTATIONS = ("instances_attributes_train2020.json", "instances_attributes_val2020.json")
 FP_ZIPS = {"train2020.zip": "train", "val_test2020.zip": "test"}  # zip -> its top-level folder

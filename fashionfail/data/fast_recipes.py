@@ -40,6 +40,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from fashionfail.data.crop import WHITE_FILL, CropToObjects
+
 FAST_RECIPES = ("facere", "facere_plus")
 _FILL = 1.0  # facere_plus zoom-out fills the image with 255 (white), masks with 0
 
@@ -264,8 +266,6 @@ def _sanitize(
 
 def _crop_params(boxes: tv_tensors.BoundingBoxes, height: int, width: int):
     """CropToObjects(margin=50): (top, left, height, width) of the objects' box + margin."""
-    from fashionfail.data.presets import CropToObjects
-
     p = CropToObjects(margin=CROP_MARGIN).make_params([boxes])
     return p["top"], p["left"], p["height"], p["width"]
 
@@ -470,8 +470,6 @@ def apply_literal(
     """
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-    from fashionfail.data.presets import _WHITE_FILL, CropToObjects
-
     spec = SPECS[name]
     sample = (tv_tensors.Image(image), dict(target))
 
@@ -487,7 +485,7 @@ def apply_literal(
         if params["crop"]:
             sample = CropToObjects(margin=CROP_MARGIN)(*sample)
     elif params["padding"] is not None:
-        zoom = v2.RandomZoomOut(fill=_WHITE_FILL, side_range=(1.0, 8.0), p=1.0)
+        zoom = v2.RandomZoomOut(fill=WHITE_FILL, side_range=(1.0, 8.0), p=1.0)
         sample = run(zoom, {"padding": params["padding"]})
     h, w = sample[0].shape[-2:]
     r = min(JITTER_TARGET[1] / h, JITTER_TARGET[0] / w) * params["jitter_scale"]

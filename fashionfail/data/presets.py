@@ -7,46 +7,10 @@ drops degenerate boxes, since torchvision's detection models reject boxes of zer
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import torch
-from torchvision import tv_tensors
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as F
-from torchvision.transforms.v2._utils import query_size
 
-
-class CropToObjects(v2.Transform):
-    """Crop to the box enclosing all object boxes, grown by `margin` pixels (clipped to the image).
-
-    The paper's Facere recipe applies this with p=0.5 so that objects fill more of the frame.
-    Images without boxes pass unchanged.
-    """
-
-    def __init__(self, margin: int = 50):
-        super().__init__()
-        self.margin = margin
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        boxes = next((x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)), None)
-        if boxes is None or boxes.numel() == 0:
-            return {}
-        height, width = query_size(flat_inputs)
-        xyxy = F.convert_bounding_box_format(boxes, new_format=tv_tensors.BoundingBoxFormat.XYXY)
-        left = max(0, math.floor(xyxy[:, 0].min().item()) - self.margin)
-        top = max(0, math.floor(xyxy[:, 1].min().item()) - self.margin)
-        right = min(width, math.ceil(xyxy[:, 2].max().item()) + self.margin)
-        bottom = min(height, math.ceil(xyxy[:, 3].max().item()) + self.margin)
-        return {"top": top, "left": left, "height": bottom - top, "width": right - left}
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if not params:
-            return inpt
-        return self._call_kernel(F.crop, inpt, **params)
-
-
-_WHITE_FILL = {tv_tensors.Image: 255, tv_tensors.Mask: 0, "others": 0}
+from fashionfail.data.crop import WHITE_FILL, CropToObjects
 
 
 def _train(name: str) -> list[v2.Transform]:
@@ -63,7 +27,7 @@ def _train(name: str) -> list[v2.Transform]:
         return [
             v2.RandomPhotometricDistort(p=0.5),
             v2.RandomHorizontalFlip(0.5),
-            v2.RandomZoomOut(fill=_WHITE_FILL, side_range=(1.0, 8.0), p=0.5),
+            v2.RandomZoomOut(fill=WHITE_FILL, side_range=(1.0, 8.0), p=0.5),
             v2.ScaleJitter(target_size=(2400, 2400), scale_range=(0.2, 2.0)),
             v2.SanitizeBoundingBoxes(min_size=10),
             v2.ToDtype(torch.float32, scale=True),
@@ -72,7 +36,7 @@ def _train(name: str) -> list[v2.Transform]:
         return [
             v2.RandomPhotometricDistort(p=0.5),
             v2.RandomHorizontalFlip(0.5),
-            v2.RandomZoomOut(fill=_WHITE_FILL, side_range=(1.0, 1.6), p=0.3),
+            v2.RandomZoomOut(fill=WHITE_FILL, side_range=(1.0, 1.6), p=0.3),
             v2.SanitizeBoundingBoxes(min_size=2),
             v2.ToDtype(torch.float32, scale=True),
         ]

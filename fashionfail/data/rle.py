@@ -40,7 +40,8 @@ from typing import NamedTuple
 import msgspec
 from pycocotools import mask as mask_utils
 
-from fashionfail.config import RLE_POLICIES as POLICIES
+from fashionfail.core.config import RLE_POLICIES as POLICIES
+from fashionfail.core.jsonio import dump_json
 from fashionfail.data.coco_checks import (
     COUNT_RULES,
     ERROR_RULES,
@@ -50,7 +51,6 @@ from fashionfail.data.coco_checks import (
     index_images,
 )
 from fashionfail.data.coco_io import dump_coco, gc_paused, load_coco
-from fashionfail.jsonio import dump_json
 
 CHUNK = 4000  # annotations per worker task: ~2 MB payload, ~0.1 s of work
 EXAMPLES = 5  # offending annotation ids kept per reason in the report

@@ -29,67 +29,25 @@ plain DVC outputs that the run-cache can restore.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fashionfail.config import DownloadConfig
-from fashionfail.jsonio import DataError, dump_json
+from fashionfail.core.config import DownloadConfig
+from fashionfail.core.jsonio import DataError, dump_json
+from fashionfail.data.layout import IMAGE_DIRS, count_images
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "download_report.json"
 STAGING_NAME = ".official-download"
-IMAGE_DIRS = {
-    "fashionpedia": ("train", "test"),
-    "fashionfail": ("train", "val", "test"),
-}
-
-
-@contextlib.contextmanager
-def replace_layout(out_root: Path, prefix: str) -> Iterator[Path]:
-    """Yield a temporary folder in `out_root` to build the raw layout in; when the block
-    succeeds, its `fashionpedia/` and `fashionfail/` replace those of `out_root`. On any error
-    `out_root` keeps what it had, and the temporary folder is removed either way."""
-    out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=out_root))
-    try:
-        yield tmp
-        for sub in IMAGE_DIRS:
-            target = out_root / sub
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp / sub, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def staging_dir(out_root: str | os.PathLike) -> Path:
     """Where the official source downloads to for the raw layout `out_root`: a folder beside it."""
     return Path(os.path.abspath(out_root)).parent / STAGING_NAME
-
-
-def count_files(folder: Path) -> int:
-    """Number of files anywhere under `folder` (0 if it does not exist).
-
-    The one file count of the raw layout: the report's image counts and the official download's
-    check that an extracted zip folder is still complete.
-    """
-    return sum(len(files) for _, _, files in os.walk(folder))
-
-
-def count_images(out_root: Path) -> dict:
-    """Number of files in each image folder of the raw layout (0 where a folder is missing)."""
-    return {
-        dataset: {split: count_files(out_root / dataset / "images" / split) for split in splits}
-        for dataset, splits in IMAGE_DIRS.items()
-    }
 
 
 def _fetch(cfg: DownloadConfig, out_root: Path, staging: Path | None) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 
+from fashionfail.core.jsonio import DataError
 from fashionfail.data.coco_checks import check_annotations
 from fashionfail.data.coco_io import dump_coco, gc_paused, load_coco
-from fashionfail.jsonio import DataError
 
 
 def split_ids(image_ids: list[int], val_fraction: float, seed: int) -> tuple[list, list]:

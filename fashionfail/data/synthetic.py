@@ -22,9 +22,14 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from fashionfail.categories import FASHIONFAIL_FP_IDS, NUM_FASHIONPEDIA, fashionpedia_categories
-from fashionfail.config import SyntheticSource
-from fashionfail.jsonio import dump_json
+from fashionfail.core.categories import (
+    FASHIONFAIL_FP_IDS,
+    NUM_FASHIONPEDIA,
+    fashionpedia_categories,
+)
+from fashionfail.core.config import SyntheticSource
+from fashionfail.core.jsonio import dump_json
+from fashionfail.data.layout import replace_layout
 
 JPEG_QUALITY = 92
 NUM_ATTRIBUTES = 294
@@ -60,6 +65,7 @@ COLOURS = (
     (20, 200, 215),  # cyan
     (250, 125, 15),  # orange
 )
+
 TEXTURES = ("plain", "stripes", "dots")
 
 
@@ -440,7 +446,6 @@ def generate(cfg: SyntheticSource, out_root: Path) -> dict:
     Each of the two trees is built in a temporary folder and renamed into place, so a failure
     never leaves a half-written tree.
     """
-    from fashionfail.data.sources import replace_layout
 
     def rng(stream: int) -> np.random.Generator:
         return np.random.default_rng([cfg.seed, stream])

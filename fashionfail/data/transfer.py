@@ -34,8 +34,8 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 
-from fashionfail.config import OfficialSource
-from fashionfail.jsonio import DataError, dump_json, load_json
+from fashionfail.core.config import OfficialSource
+from fashionfail.core.jsonio import DataError, dump_json, load_json
 
 log = logging.getLogger(__name__)
 

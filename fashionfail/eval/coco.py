@@ -31,9 +31,9 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from fashionfail.categories import FASHIONFAIL_FP_IDS
+from fashionfail.core.categories import FASHIONFAIL_FP_IDS
+from fashionfail.core.jsonio import DataError, load_json
 from fashionfail.data.coco_checks import check_annotations, validate_coco
-from fashionfail.jsonio import DataError, load_json
 
 IOU_TYPES = ("bbox", "segm")
 SUMMARY_KEYS = {"AP": 0, "AP50": 1, "AP75": 2, "AR1": 6, "AR100": 8}  # index in COCOeval.stats

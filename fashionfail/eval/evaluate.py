@@ -2,7 +2,8 @@
 
 Output folder (written into a temporary folder beside it, renamed into place at the end, so a
 failure leaves nothing partial):
-    predictions.json  COCO results (dataset category ids), from `fashionfail.inference.predict`
+    predictions.json  COCO results (dataset category ids), from
+                      `fashionfail.inference.predictor.predict`
     metrics.json      {"bbox": {...}, "segm": {...}, "num_images", "num_predictions", ...}
     per_class.csv     one row per evaluated class (dvc plot data); AP empty where no GT
     per_class.md      the same, readable
@@ -20,8 +21,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from fashionfail.categories import FASHIONPEDIA_NAMES, LABEL_SPACES, LabelSpace
-from fashionfail.config import EvaluateConfig
+from fashionfail.core.categories import FASHIONPEDIA_NAMES, LABEL_SPACES, LabelSpace
+from fashionfail.core.config import EvaluateConfig
+from fashionfail.core.jsonio import DataError, atomic_dir, dump_json
+from fashionfail.core.tracking import stage_run
 from fashionfail.data.coco_checks import check_image_files
 from fashionfail.eval.coco import (
     IOU_TYPES,
@@ -31,9 +34,13 @@ from fashionfail.eval.coco import (
 )
 from fashionfail.eval.overlays import draw_detections, save_png, side_by_side
 from fashionfail.eval.prediction_files import PRESETS, PredictionFormat, load_prediction_file
-from fashionfail.inference import ImageItem, group_by_image, load_model, predict, read_image
-from fashionfail.jsonio import DataError, atomic_dir, dump_json
-from fashionfail.tracking import stage_run
+from fashionfail.inference.predictor import (
+    ImageItem,
+    group_by_image,
+    load_model,
+    predict,
+    read_image,
+)
 
 _TABLE_METRICS = ("AP", "AP50", "TP", "FP", "FN")
 
@@ -226,7 +233,7 @@ def evaluate(
             )
         source = {"checkpoint": str(checkpoint)}
     # The Aim run opens once the inputs are known good and before the predictions, so Aim's
-    # duration is the evaluation's; it is tagged like a training run (fashionfail.tracking).
+    # duration is the evaluation's; it is tagged like a training run (fashionfail.core.tracking).
     tracked = (
         stage_run(aim_repo, f"evaluate@{name}", f"evaluate-{name}")
         if aim_repo is not None

@@ -30,8 +30,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from pycocotools.coco import COCO
 
-from fashionfail.categories import LabelSpace
-from fashionfail.jsonio import DataError, load_json
+from fashionfail.core.categories import LabelSpace
+from fashionfail.core.jsonio import DataError, load_json
 
 BOX_ORDERS = ("yxyx", "xyxy", "xywh")
 CLASS_IDS = ("fashionpedia", "fashionpedia_label", "fashionfail_label")

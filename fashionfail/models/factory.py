@@ -32,7 +32,7 @@ from torchvision.models.detection.mask_rcnn import (
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from fashionfail.categories import LabelSpace
+from fashionfail.core.categories import LabelSpace
 
 ARCHS = (
     "maskrcnn_resnet50_fpn_v2",

@@ -10,10 +10,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from fashionfail.categories import LabelSpace
-from fashionfail.config import TrainConfig, parse_section
-from fashionfail.eval.val_map import ValMeanAveragePrecision
+from fashionfail.core.categories import LabelSpace
+from fashionfail.core.config import TrainConfig, parse_section
 from fashionfail.models.factory import build_model
+from fashionfail.models.val_map import ValMeanAveragePrecision
 
 # torchmetrics' result keys -> our metric names (logged as val/<iou>_<name>).
 _MAP_KEYS = {"map": "mAP", "map_50": "AP50", "map_75": "AP75", "mar_1": "AR1", "mar_100": "AR100"}

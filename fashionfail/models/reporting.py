@@ -1,7 +1,7 @@
 """What a training run leaves for the tools a user compares runs with.
 
 - `AimTags`: the Aim run carries tags for its stage (`stage:train-facere`), its DVC experiment
-  (`exp:lower-lr`) and its status (`fashionfail.tracking`, shared with the evaluation runs):
+  (`exp:lower-lr`) and its status (`fashionfail.core.tracking`, shared with the evaluation runs):
   `running` while it trains, `finished` at the end, `interrupted` when it stopped early (an
   exception, Ctrl-C, or a kill found out by the next run), `resumed` when a later run continued it
   from last.ckpt.
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from fashionfail.jsonio import dump_json
-from fashionfail.tracking import add_stage_tags, set_status
+from fashionfail.core.jsonio import dump_json
+from fashionfail.core.tracking import add_stage_tags, set_status
 
 
 def _aim_run(trainer: pl.Trainer) -> Any:

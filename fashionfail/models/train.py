@@ -29,13 +29,14 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
-from fashionfail.categories import LabelSpace
-from fashionfail.code_closure import module_code_digest
-from fashionfail.config import ConfigError, TrainConfig
+from fashionfail.core.categories import LabelSpace
+from fashionfail.core.code_closure import module_code_digest
+from fashionfail.core.config import ConfigError, TrainConfig
+from fashionfail.core.guard import remove_stale_temp_files, training_lock, watch_parent
+from fashionfail.core.jsonio import DataError, dump_json, load_json
+from fashionfail.core.tracking import ensure_aim_repo, mark_interrupted, run_name
 from fashionfail.data.detection import DetectionDataset, EpochSampler, make_loader
 from fashionfail.data.presets import train_transforms, val_transforms
-from fashionfail.guard import remove_stale_temp_files, training_lock, watch_parent
-from fashionfail.jsonio import DataError, dump_json, load_json
 from fashionfail.models.factory import (
     check_head_init,
     load_initial_weights,
@@ -47,7 +48,6 @@ from fashionfail.models.module import MaskRCNNModule
 from fashionfail.models.progress import progress_settings, quiet_known_noise
 from fashionfail.models.reporting import AimTags, BestScore
 from fashionfail.models.safety import AtomicModelCheckpoint
-from fashionfail.tracking import ensure_aim_repo, mark_interrupted, run_name
 
 # Failures of a training run that are the user's to fix (reported in one line, no traceback):
 # a bad weights file, a missing path, an accelerator or strategy Lightning cannot provide.

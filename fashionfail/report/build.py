@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fashionfail.categories import FASHIONPEDIA_NAMES, LabelSpace
-from fashionfail.config import ReportConfig
+from fashionfail.core.categories import FASHIONPEDIA_NAMES, LabelSpace
+from fashionfail.core.config import ReportConfig
+from fashionfail.core.jsonio import DataError, atomic_path, dump_json, load_json
 from fashionfail.eval.coco import IOU_TYPES, WEIGHTED_KEYS, load_ground_truth
-from fashionfail.jsonio import DataError, atomic_path, dump_json, load_json
 from fashionfail.report import paper
 from fashionfail.report.analysis import calibration, failure_cases, fixed_images, matches
 from fashionfail.report.render import Section, Table, bar_chart, markdown, page, reliability_diagram

@@ -23,8 +23,8 @@ from pathlib import Path
 import orjson
 import yaml
 
-from fashionfail.cli import USER_ERRORS, error_exit, parser
-from fashionfail.jsonio import DataError, atomic_path
+from fashionfail.core.cli import USER_ERRORS, error_exit, parser
+from fashionfail.core.jsonio import DataError, atomic_path
 from fashionfail.report.analysis import (
     Spread,
     flatten,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from fashionfail.categories import LabelSpace
+from fashionfail.core.categories import LabelSpace
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("boxes", "labels", "scores", "masks")

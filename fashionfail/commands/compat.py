@@ -18,8 +18,14 @@ import os
 import shutil
 from pathlib import Path
 
-from fashionfail.cli import ERRORS_EPILOG, USER_ERRORS, add_debug_flag, error_exit, report_errors
-from fashionfail.config import (
+from fashionfail.core.cli import (
+    ERRORS_EPILOG,
+    USER_ERRORS,
+    add_debug_flag,
+    error_exit,
+    report_errors,
+)
+from fashionfail.core.config import (
     OPTIMIZERS,
     SOURCES,
     DownloadConfig,
@@ -268,7 +274,7 @@ def trainer_flags(ap: argparse.ArgumentParser, tokens: list[str]) -> dict[str, o
 
     import yaml
 
-    from fashionfail.config import trainer_parameters
+    from fashionfail.core.config import trainer_parameters
 
     known = trainer_parameters()
     flags = [o.lstrip("-") for a in ap._actions for o in a.option_strings if o.startswith("--")]
@@ -300,7 +306,7 @@ def train_main(section: str, description: str, plus: bool, argv: list[str] | Non
     args, rest = ap.parse_known_args(argv)
     extra = trainer_flags(ap, rest) if rest else {}
     # Imported after parsing: torch and Lightning take seconds to import (`--help` stays fast).
-    from fashionfail.config import TRAINER_FIELDS
+    from fashionfail.core.config import TRAINER_FIELDS
     from fashionfail.models.train import TRAIN_ERRORS, TrainPaths, train
 
     def job() -> int:

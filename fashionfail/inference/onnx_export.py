@@ -1,12 +1,12 @@
 """Export a Facere / Facere+ checkpoint to ONNX with the published interface.
 
 Usage (see --help):
-    python -m fashionfail.onnx_export --checkpoint models/facere_plus/best.ckpt \
+    fashionfail export-onnx --checkpoint models/facere_plus/best.ckpt \
         --out facere_plus.onnx [--classes fashionfail] [--opset 17] [--verify 3]
 
 The file has the interface of the paper's published `facere_base.onnx` / `facere_plus.onnx`
-(see `fashionfail.onnx_runtime`): input `input` float32 (1, 3, H, W) in [0, 1] with dynamic
-H and W; outputs boxes (N, 4) xyxy, labels (N,) int64 1..K, scores (N,), masks (N, 1, H, W)
+(see `fashionfail.inference.onnx_runtime`): input `input` float32 (1, 3, H, W) in [0, 1] with
+dynamic H and W; outputs boxes (N, 4) xyxy, labels (N,) int64 1..K, scores (N,), masks (N, 1, H, W)
 probabilities. Its metadata names the label space (`fashionfail.classes`), so predict and evaluate
 need no extra option for it. Exported with torch's TorchScript-based exporter (`dynamo=False`),
 checked with `onnx.checker`, written to a temporary file and renamed into place.
@@ -26,15 +26,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fashionfail.categories import LabelSpace
-from fashionfail.models.factory import load_trained
-from fashionfail.onnx_runtime import (
+from fashionfail.core.categories import LabelSpace
+from fashionfail.inference.onnx_runtime import (
     CLASSES_KEY,
     INPUT_NAME,
     OUTPUT_NAMES,
     OnnxModel,
     compare_detections,
 )
+from fashionfail.models.factory import load_trained
 
 DEFAULT_OPSET = 17
 
@@ -139,7 +139,7 @@ def export_checkpoint(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m fashionfail.onnx_export",
+        prog="fashionfail export-onnx",
         description="Export a Facere / Facere+ checkpoint of this project to ONNX with the "
         "interface of the paper's published models (input `input` float32 (1, 3, H, W) in "
         "[0, 1]; outputs boxes xyxy, labels 1..K, scores, masks (N, 1, H, W) probabilities).",
@@ -165,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from fashionfail.cli import USER_ERRORS, error_exit
-    from fashionfail.jsonio import DataError
+    from fashionfail.core.cli import USER_ERRORS, error_exit
+    from fashionfail.core.jsonio import DataError
 
     args = build_parser().parse_args(argv)
     try:

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from fashionfail.jsonio import DataError
+from fashionfail.core.jsonio import DataError
 
 WATCH_ENV = "FASHIONFAIL_WATCH_PID"
 TEMP_PATTERN = ".*.tmp"  # how jsonio.atomic_path and AtomicModelCheckpoint name their temp files

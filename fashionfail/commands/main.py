@@ -14,12 +14,17 @@ from collections.abc import Sequence
 # name -> (module, function, one-line description)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "predict": (
-        "fashionfail.predict",
+        "fashionfail.commands.predict",
         "main",
         "detect and segment the images of a folder with a trained checkpoint",
     ),
+    "export-onnx": (
+        "fashionfail.inference.onnx_export",
+        "main",
+        "a trained checkpoint as an ONNX file with the paper's published interface",
+    ),
     "plots": (
-        "fashionfail.plots",
+        "fashionfail.commands.plots",
         "main",
         "the DVC plots (curves, per-class AP, overlays) as one offline HTML page",
     ),
@@ -29,22 +34,22 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "the report's numbers for several revisions/experiments (mean and spread over seeds)",
     ),
     "aim-up": (
-        "fashionfail.aim_ui",
+        "fashionfail.commands.aim_ui",
         "main",
         "`aim up` (same options), with the Aim project named after this one",
     ),
     "train-facere-base": (
-        "fashionfail.compat",
+        "fashionfail.commands.compat",
         "train_facere_base",
         "the original project's Facere training command",
     ),
     "train-facere-plus": (
-        "fashionfail.compat",
+        "fashionfail.commands.compat",
         "train_facere_plus",
         "the original project's Facere+ fine-tuning command",
     ),
     "make-fashionpedia": (
-        "fashionfail.compat",
+        "fashionfail.commands.compat",
         "make_fashionpedia_main",
         "the original project's data preparation command",
     ),

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import msgspec
 
-from fashionfail.config import ConfigError
-from fashionfail.jsonio import DataError
+from fashionfail.core.config import ConfigError
+from fashionfail.core.jsonio import DataError
 
 DEBUG_ENV = "FASHIONFAIL_DEBUG"
 
@@ -45,7 +45,7 @@ def tool(name: str) -> str:
     """The console command `name` (e.g. "dvc") to start as a subprocess: the one installed beside
     the running interpreter when there is one, else the one on PATH.
 
-    `.venv/bin/python -m fashionfail.plots` without an activated venv has no `.venv/bin` on PATH,
+    `.venv/bin/fashionfail plots` without an activated venv has no `.venv/bin` on PATH,
     yet the venv's `dvc` is the one installed with this package. (Not resolved: the interpreter is
     often a link to the system's, whose folder holds no `dvc`.)
     """

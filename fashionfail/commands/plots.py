@@ -2,12 +2,12 @@
 
 `dvc plots show` writes a page that loads Vega from a CDN. This command asks DVC for the same plots
 as JSON (`dvc plots show --json`, or `dvc plots diff --json REV...`; the `dvc` installed beside
-this Python, so an unactivated `.venv/bin/python -m fashionfail.plots` works too), renders every
+this Python, so an unactivated `.venv/bin/fashionfail plots` works too), renders every
 Vega-Lite spec to SVG with vl-convert (which bundles Vega) and embeds the overlay images as data
 URIs:
 
-    python -m fashionfail.plots                     # workspace -> dvc_plots/offline.html
-    python -m fashionfail.plots HEAD lower-lr       # compare revisions / experiments
+    python -m fashionfail.commands.plots                     # workspace -> dvc_plots/offline.html
+    python -m fashionfail.commands.plots HEAD lower-lr       # compare revisions / experiments
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import orjson
 
-from fashionfail.cli import USER_ERRORS, error_exit, parser, tool
-from fashionfail.jsonio import DataError, atomic_path
+from fashionfail.core.cli import USER_ERRORS, error_exit, parser, tool
+from fashionfail.core.jsonio import DataError, atomic_path
 
 _PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title>

@@ -1,11 +1,11 @@
 """Run a trained Facere / Facere+ checkpoint (or ONNX file) on images and write COCO results.
 
 Usage (see --help):
-    python -m fashionfail.predict --images DIR --model CKPT_OR_ONNX --out results.json \
+    fashionfail predict --images DIR --model CKPT_OR_ONNX --out results.json \
         [--overlays DIR] [--batch-size N] [--device auto|cpu|cuda] [--score-threshold T]
 
-This module is the command line only; the inference itself lives in `fashionfail.inference`,
-which the evaluate stage calls as well.
+This module is the command line only; the inference itself lives in
+`fashionfail.inference.predictor`, which the evaluate stage calls as well.
 
 Results file: a COCO results list (what `COCO.loadRes` reads), one record per detection:
 `image_id`, `file_name`, `category_id` (dataset id: Fashionpedia ids for both models), `bbox`
@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fashionfail.cli import USER_ERRORS, add_debug_flag, error_exit
-from fashionfail.config import PredictConfig, parse_section
-from fashionfail.jsonio import DataError, atomic_dir, dump_json
+from fashionfail.core.cli import USER_ERRORS, add_debug_flag, error_exit
+from fashionfail.core.config import PredictConfig, parse_section
+from fashionfail.core.jsonio import DataError, atomic_dir, dump_json
 
 if TYPE_CHECKING:
-    from fashionfail.inference import PredictStats
+    from fashionfail.inference.predictor import PredictStats
 
 # Exit status when --skip-unreadable left images out (the other images' results are written).
 EXIT_SKIPPED = 3
@@ -57,7 +57,7 @@ def run(
     from tqdm import tqdm
 
     from fashionfail.eval.overlays import draw_detections, save_png
-    from fashionfail.inference import (
+    from fashionfail.inference.predictor import (
         ImageItem,
         PredictStats,
         group_by_image,
@@ -127,7 +127,7 @@ def summary_line(records: list[dict], stats: PredictStats, out: Path, threshold:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m fashionfail.predict",
+        prog="fashionfail predict",
         description=(
             "Detect and segment fashion items in a folder of images with a Facere (46 "
             "Fashionpedia classes) or Facere+ (22 FashionFail classes) checkpoint or ONNX file. "

@@ -1,7 +1,8 @@
 """`fashionfail aim-up [aim up options]`: the Aim UI, with the project named after this one.
 
 Aim 3 shows every repository as "My awesome project" (a constant in aim.web). This command runs
-`aim up` unchanged (same options, same server) except that its web app is `fashionfail.aim_ui:app`:
+`aim up` unchanged (same options, same server) except that its web app is
+`fashionfail.commands.aim_ui:app`:
 aim's own app, with the project name replaced by the repository folder's name.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 AIM_APP = "aim.web.run:app"
-OUR_APP = "fashionfail.aim_ui:app"
+OUR_APP = "fashionfail.commands.aim_ui:app"
 
 
 def project_name() -> str:

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from fashionfail.categories import LabelSpaceName
+from fashionfail.core.categories import LabelSpaceName
 
 
 class ConfigError(Exception):

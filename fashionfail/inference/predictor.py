@@ -1,7 +1,7 @@
 """Inference: decode images, run a Facere / Facere+ model, turn its output into COCO results.
 
-Used by the predict CLI (`fashionfail.predict`), the evaluate stage and the benchmarks, so the
-JSON users get and the JSON the paper's metrics are computed on come from one code path.
+Used by the predict CLI (`fashionfail.commands.predict`), the evaluate stage and the benchmarks, so
+the JSON users get and the JSON the paper's metrics are computed on come from one code path.
 
 Results: a COCO results list (what `COCO.loadRes` reads), one record per detection:
 `image_id`, `file_name`, `category_id` (dataset id: Fashionpedia ids for both models), `bbox`
@@ -24,10 +24,10 @@ from pycocotools import mask as mask_utils
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from fashionfail.categories import LabelSpace
-from fashionfail.jsonio import DataError
+from fashionfail.core.categories import LabelSpace
+from fashionfail.core.jsonio import DataError
+from fashionfail.inference.onnx_runtime import OnnxInterfaceError, OnnxModel
 from fashionfail.models.factory import load_trained
-from fashionfail.onnx_runtime import OnnxInterfaceError, OnnxModel
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 MASK_THRESHOLD = 0.5  # Mask R-CNN's soft masks are binarised at 0.5 (torchvision, Detectron2)
