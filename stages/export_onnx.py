@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from fashionfail.commands.export_onnx import main as export_main
 from fashionfail.core.config import ExportOnnxConfig, load_section
-from fashionfail.inference.onnx_export import main as export_main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,7 +92,7 @@ def test_predict_from_a_checkpoint_and_from_an_exported_onnx_file(fresh):
     ckpt = decisive_checkpoint(_mkdir(work) / "plus.ckpt")
     write_images(work / "images", [(64, 80), (70, 60)], seed=2)
     onnx_file = work / "plus.onnx"
-    export = ["python", "-m", "fashionfail.inference.onnx_export", "--checkpoint", str(ckpt)]
+    export = ["fashionfail", "export-onnx", "--checkpoint", str(ckpt)]
     proc = _run([*export, "--classes", "fashionfail", "--out", str(onnx_file)], work, env)
     assert proc.returncode == 0 and onnx_file.is_file(), proc.stderr[-3000:]
     results = {}

@@ -11,7 +11,8 @@ import pytest
 import torch
 from test_predict import write_checkpoint, write_images
 
-from fashionfail.inference.onnx_export import export_checkpoint, export_onnx, main
+from fashionfail.commands.export_onnx import main
+from fashionfail.inference.onnx_export import export_checkpoint, export_onnx
 from fashionfail.inference.onnx_runtime import (
     OnnxInterfaceError,
     OnnxModel,

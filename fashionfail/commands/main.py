@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "detect and segment the images of a folder with a trained checkpoint",
     ),
     "export-onnx": (
-        "fashionfail.inference.onnx_export",
+        "fashionfail.commands.export_onnx",
         "main",
         "a trained checkpoint as an ONNX file with the paper's published interface",
     ),

@@ -345,6 +345,10 @@ class EvaluateConfig(PredictConfig):
         return PredictConfig._non_negative(v)
 
 
+# The ONNX opset of the paper's published models and of `fashionfail export-onnx`.
+DEFAULT_OPSET = 17
+
+
 class ExportOnnxConfig(_Section):
     """The export-onnx stage: opset and how many random images check onnxruntime vs PyTorch."""
 
