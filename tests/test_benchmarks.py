@@ -1,5 +1,6 @@
-"""The benchmarks docs/benchmarks.md quotes still run, and bench_val's projection is the arithmetic its
-docstring states (given per-image costs, the overhead follows from params.paper.yaml)."""
+"""The benchmarks docs/benchmarks.md quotes still run, and bench_val's projection is the
+arithmetic its docstring states (given per-image costs, the overhead follows from
+params.paper.yaml)."""
 
 from __future__ import annotations
 

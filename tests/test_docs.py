@@ -59,7 +59,7 @@ def broken_links(page: Path) -> list[str]:
 def test_slug_follows_github() -> None:
     assert slug("Real data and the paper's settings") == "real-data-and-the-papers-settings"
     assert slug("Parallel experiments (`dvc queue`)") == "parallel-experiments-dvc-queue"
-    assert slug("At real scale: data loading, validation") == "at-real-scale-data-loading-validation"
+    assert slug("At real scale: data, validation") == "at-real-scale-data-validation"
     assert slug("`stages/`: the DVC stages") == "stages-the-dvc-stages"
     assert slug("snake_case and - dash") == "snake_case-and---dash"
     assert anchors("# A\n## A\n```\n# A\n```\n### A!\n") == {"a", "a-1", "a-2"}
@@ -132,7 +132,7 @@ def test_make_targets_shown_exist_and_make_exps_is_quoted_as_is() -> None:
 
 
 def test_files_named_exist() -> None:
-    """Every repository .py file the pages name (`stages/train.py`, `benchmarks/bench_val.py` ...)."""
+    """Every .py file of the repository the pages name (`stages/train.py`, ...) exists."""
     named = _shown(r"\b((?:fashionfail|stages|benchmarks|tools|tests)/[\w/]+\.py)\b")
     assert len(named) > 20, named
     missing = sorted(n for n in named if not (REPO / n).is_file())
