@@ -5,8 +5,8 @@ Example (what dvc.yaml runs):
       --ff-gt data/raw/fashionfail/ff_test.json --ff-images data/raw/fashionfail/images/test \
       --fp-gt data/prepared/fp_test_rle.json --out reports
 
-A baseline's evaluation (README, "The baselines' prediction files") joins the first table with
-`--baseline amrcnn-spine=eval/amrcnn_spine` (the name of the paper's row, then the folder).
+A baseline's evaluation (docs/paper.md, "The baselines' prediction files") joins the first table
+with `--baseline amrcnn-spine=eval/amrcnn_spine` (the name of the paper's row, then the folder).
 Bad input: one `error: ...` line on stderr, exit 1, nothing written.
 """
 

@@ -1,7 +1,7 @@
 """`train(cfg, paths)`: the one training entry point behind both DVC training stages and the
 original project's two training scripts.
 
-Where a run writes (see README, "What reruns what"):
+Where a run writes (see docs/pipeline.md, "What reruns what"):
 - while it trains, everything goes to its resume folder `<out_dir parent>/.<out_dir name>.resume/
   <fingerprint>/` (best.ckpt, last.ckpt, run.json, dvclive/): outside the stage's DVC outputs,
   which DVC deletes before it runs a stage, so a killed run resumes from its last epoch;
