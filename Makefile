@@ -1,4 +1,4 @@
-# Two entry points for a fresh clone (see README): `make repro` and `make test`.
+# Two entry points for a fresh clone (see README.md): `make repro` and `make test`.
 # Both create .venv with the locked requirements on first use.
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -1,5 +1,6 @@
-"""The benchmarks the README quotes still run, and bench_val's projection is the arithmetic its
-docstring states (given per-image costs, the overhead follows from params.paper.yaml)."""
+"""The benchmarks docs/benchmarks.md quotes still run, and bench_val's projection is the
+arithmetic its docstring states (given per-image costs, the overhead follows from
+params.paper.yaml)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def test_bench_val_projection() -> None:
 @pytest.mark.slow
 def test_bench_loader_runs(tmp_path: Path) -> None:
     """Every case (floor, fast and literal recipes, cpu) runs on real-size synthetic data and the
-    last line has the format the issue and README quote."""
+    last line has the format the issue and docs/benchmarks.md quote."""
     proc = subprocess.run(
         [
             sys.executable,

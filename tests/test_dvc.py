@@ -141,7 +141,7 @@ def test_experiments_show_params_and_metrics(project):
     show = _run(["dvc", "exp", "show", "--no-pager", "--md"], project)
     assert "lower-lr" in show and "finetune_facere_plus.lr" in show
     assert "val.loss" in show  # dvclive metrics reach `dvc exp show` via top-level metrics:
-    # The README's table (make exps) fits 160 columns and leads with the numbers to compare.
+    # docs/experiments.md's table (make exps) fits 160 columns, the numbers to compare first.
     table = _run(
         r"COLUMNS=160 dvc exp show --no-pager --only-changed --drop 'Created|.*/|fp_raw_|ece\.' "
         r"--keep '(plus_)?(fp|ff)_(box|mask)|(plus_)?best_'",

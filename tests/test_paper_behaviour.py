@@ -239,6 +239,6 @@ def test_params_paper_yaml_switches_on_every_original_behaviour():
         assert paper[section]["val_loss_mean"] == "per_batch"
     assert paper["evaluate"]["batch_size"] == 1 and paper["evaluate"]["box_decimals"] == 1
     assert paper["evaluate"]["model"] == "onnx"
-    # Our defaults differ (README table "Reproducing the original code exactly").
+    # Our defaults differ (docs/paper.md, "Reproducing the original code exactly").
     assert ours["finetune_facere_plus"]["finetune_init"] == "transfer"
     assert ours["evaluate"]["model"] == "checkpoint"
