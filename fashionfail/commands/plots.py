@@ -6,8 +6,8 @@ this Python, so an unactivated `.venv/bin/fashionfail plots` works too), renders
 Vega-Lite spec to SVG with vl-convert (which bundles Vega) and embeds the overlay images as data
 URIs:
 
-    python -m fashionfail.commands.plots                     # workspace -> dvc_plots/offline.html
-    python -m fashionfail.commands.plots HEAD lower-lr       # compare revisions / experiments
+    fashionfail plots                     # workspace -> dvc_plots/offline.html
+    fashionfail plots HEAD lower-lr       # compare revisions / experiments
 """
 
 from __future__ import annotations
