@@ -215,15 +215,32 @@ def _interned(obj: Any) -> Any:
     return obj
 
 
-def canonical_checkpoint(path: Path) -> None:
+def _relative_to(obj: Any, root: str) -> Any:
+    """`obj` with every string that is a path under `root` (keys too) made relative to it."""
+    if isinstance(obj, str) and (obj == root or obj.startswith(root + os.sep)):
+        return os.path.relpath(obj, root)
+    if isinstance(obj, dict):
+        return {_relative_to(k, root): _relative_to(v, root) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_relative_to(v, root) for v in obj]
+    return obj
+
+
+def canonical_checkpoint(path: Path, folder: Path | None = None) -> None:
     """Rewrite a checkpoint so that equal contents give equal bytes.
 
     pickle shares a string it has seen by identity, not by value: the optimizer state of a run
     resumed from a checkpoint holds other string objects than an uninterrupted run's, so the same
     state would be written differently. Interning every dict key makes the bytes a function of
     the contents alone (so a resumed run's outputs, and its dvc.lock entry, equal an
-    uninterrupted run's)."""
-    state = _interned(torch.load(path, map_location="cpu", weights_only=False))
+    uninterrupted run's). The checkpoint callback's state names files by absolute path
+    (`best_model_path`, `best_k_models`, `dirpath`...): those under `folder` (the run's folder)
+    become relative to it, so a clone in another folder writes the same bytes too."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if folder is not None and "callbacks" in state:
+        for root in {str(folder), str(Path(folder).resolve())}:
+            state["callbacks"] = _relative_to(state["callbacks"], root)
+    state = _interned(state)
     tmp = path.with_name(f".{path.name}.canonical.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -235,7 +252,7 @@ def _publish(work: Path, paths: TrainPaths, info: dict[str, Any]) -> None:
     hash: the fingerprint finds the Aim run, whose params hold it)."""
     paths.out_dir.mkdir(parents=True, exist_ok=True)
     for name in CHECKPOINTS:
-        canonical_checkpoint(work / name)
+        canonical_checkpoint(work / name, work)
         os.replace(work / name, paths.out_dir / name)
     stable = {k: v for k, v in info.items() if k not in ("pid", "aim_run_hash")}
     dump_json(stable, paths.out_dir / RUN_FILE, indent=True)
