@@ -15,16 +15,17 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from dvc_helpers import copy_project, dvc_env
+from dvc_helpers import copy_project, copy_reproduced, dvc_env
 from dvc_helpers import run as _run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A git repo with this project's tracked and untracked (not ignored) files, tiny params."""
-    return copy_project(tmp_path_factory.mktemp("project"))
+def project(reproduced, tmp_path_factory):
+    """This module's copy of the shared project after `dvc repro` (a git repo with this project's
+    tracked and untracked (not ignored) files, tiny params); the tests below change it in turn."""
+    return copy_reproduced(reproduced[0], tmp_path_factory.mktemp("dvc") / "project")
 
 
 def _set_param(root: Path, section: str, key: str, value) -> None:
@@ -66,7 +67,8 @@ def _lock_entries(root: Path) -> dict:
     return yaml.safe_load((root / "dvc.lock").read_text())["stages"]
 
 
-def test_data_stages_rerun_only_what_a_param_change_touches(project):
+def test_data_stages_rerun_only_what_a_param_change_touches(tmp_path):
+    project = copy_project(tmp_path)  # a fresh one: nothing has run
     out = _run(["dvc", "repro", "rle-encode"], project)
     assert _ran(out) == {"download", "split", "rle-encode"}
     assert "up to date" in _run(["dvc", "status", "download", "split", "rle-encode"], project)
@@ -81,11 +83,10 @@ def test_data_stages_rerun_only_what_a_param_change_touches(project):
     _set_param(project, "rle_encode", "invalid", "error")
     assert "rle_encode" in _run(["dvc", "status", "rle-encode"], project)
     assert "up to date" in _run(["dvc", "status", "download", "split"], project)
-    _run(["git", "checkout", "params.yaml"], project)
 
 
-def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project):
-    _run(["dvc", "repro"], project)
+def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project, reproduced):
+    assert _ran(reproduced[1]) == _stage_names(project)  # `dvc repro` ran every stage once
     assert "up to date" in _run(["dvc", "status"], project)
     assert (project / "models/facere/best.ckpt").is_file()
     assert (project / "models/facere_plus/best.ckpt").is_file()
