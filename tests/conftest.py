@@ -14,7 +14,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 import numpy as np
 import pytest
-from dvc_helpers import reproduced_project
+from dvc_helpers import copy_reproduced, reproduced_project
 from http_fault_server import FakeOfficial
 from pycocotools import mask as mask_utils
 
@@ -24,10 +24,12 @@ from fashionfail.core.jsonio import dump_json
 from fashionfail.data.synthetic import generate
 
 # The longest files first, so that xdist (--dist loadfile, pyproject.toml) starts them at once
-# and the short ones fill the gaps; the others keep their order. Seconds on 2 cores.
+# and the short ones fill the gaps; the others keep their order. test_dvc.py builds the shared
+# `reproduced` project while the paper-path rehearsal runs on the other worker.
 LONG_FIRST = (
     "test_paper_path.py",
     "test_dvc.py",
+    "test_dvc_resume.py",
     "test_install.py",
     "test_dvc_beyond_one_machine.py",
     "test_train.py",
@@ -151,6 +153,12 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """(root, log): the tiny project after one `dvc repro`, built once per test run (shared by
     the xdist workers). Read only: a test copies it (dvc_helpers.copy_reproduced)."""
     return reproduced_project(tmp_path_factory)
+
+
+@pytest.fixture
+def finished_project(reproduced: tuple[Path, str], tmp_path: Path) -> Path:
+    """This test's own copy of `reproduced` (the run not committed), to change at will."""
+    return copy_reproduced(reproduced[0], tmp_path / "project")
 
 
 @pytest.fixture

@@ -97,3 +97,9 @@ def copy_reproduced(src: Path, dest: Path) -> Path:
     """A copy of the finished project at dest: git repo, outputs, DVC cache and run-cache."""
     shutil.copytree(src, dest, symlinks=True)
     return dest
+
+
+def commit_run(root: Path) -> Path:
+    """Commit everything in the project at root (after a run: dvc.lock, metrics, plots)."""
+    run("git add -A && git -c user.email=t@t -c user.name=t commit -qm run", root)
+    return root
