@@ -33,6 +33,7 @@ def facere(data, tmp_path_factory):
     return paths, train(tiny_cfg(max_epochs=2), paths), folder
 
 
+@pytest.mark.slow  # trains
 def test_train_writes_checkpoints_and_the_same_metrics_to_aim_and_dvclive(facere):
     paths, summary, folder = facere
     assert summary["epochs"] == 2
@@ -99,6 +100,7 @@ def test_best_checkpoint_is_the_best_epoch_for_the_monitor_mode(data, tmp_path, 
     assert last["epoch"] == 2
 
 
+@pytest.mark.slow  # trains
 def test_finetune_starts_from_the_facere_checkpoint(data, facere, tmp_path, capsys):
     plus = ff_paths(data, tmp_path)
     cfg = tiny_cfg("finetune_facere_plus", weights=str(facere[0].out_dir / "best.ckpt"))
