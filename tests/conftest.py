@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per xdist worker, and in the commands it starts (dvc repro, stages): workers
+    # x torch's default (one thread per core) oversubscribes the cores, and OpenMP threads that
+    # wait for a busy core make a tiny training step ~10x slower. Set before torch is imported.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
+from dvc_helpers import copy_reproduced, reproduced_project
 from http_fault_server import FakeOfficial
 from pycocotools import mask as mask_utils
 
@@ -14,6 +22,25 @@ from fashionfail.core.categories import fashionpedia_categories
 from fashionfail.core.config import SyntheticSource
 from fashionfail.core.jsonio import dump_json
 from fashionfail.data.synthetic import generate
+
+# The longest files first, so that xdist (--dist loadfile, pyproject.toml) starts them at once
+# and the short ones fill the gaps; the others keep their order. test_dvc.py builds the shared
+# `reproduced` project while the paper-path rehearsal runs on the other worker.
+LONG_FIRST = (
+    "test_paper_path.py",
+    "test_dvc.py",
+    "test_dvc_resume.py",
+    "test_install.py",
+    "test_dvc_beyond_one_machine.py",
+    "test_train.py",
+    "test_train_ux.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 TINY_H, TINY_W = 30, 40  # not square, so a swapped height/width shows
 
@@ -119,6 +146,19 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     generate(TINY_SYNTHETIC, root)
     return root
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(root, log): the tiny project after one `dvc repro`, built once per test run (shared by
+    the xdist workers). Read only: a test copies it (dvc_helpers.copy_reproduced)."""
+    return reproduced_project(tmp_path_factory)
+
+
+@pytest.fixture
+def finished_project(reproduced: tuple[Path, str], tmp_path: Path) -> Path:
+    """This test's own copy of `reproduced` (the run not committed), to change at will."""
+    return copy_reproduced(reproduced[0], tmp_path / "project")
 
 
 @pytest.fixture

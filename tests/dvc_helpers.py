@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from train_helpers import REPO, TINY_DATA, TINY_TRAIN
+from train_helpers import REPO, TINY_DATA, TINY_TRAIN, build_once
 
 
 def dvc_env() -> dict[str, str]:
@@ -77,4 +77,29 @@ def copy_project(root: Path) -> Path:
         "git init -q -b main && git add -A && git -c user.email=t@t -c user.name=t commit -qm init",
         root,
     )
+    return root
+
+
+def reproduced_project(tmp_path_factory) -> tuple[Path, str]:
+    """(root, output of its `dvc repro`): copy_project, then the whole pipeline run once per test
+    run and shared by every test (and xdist worker) that needs a finished project. Read only:
+    copy it with copy_reproduced."""
+
+    def build(root: Path) -> None:
+        copy_project(root)
+        (root.parent / f"{root.name}.log").write_text(run(["dvc", "repro"], root))
+
+    root = build_once(tmp_path_factory, "reproduced", build)
+    return root, (root.parent / f"{root.name}.log").read_text()
+
+
+def copy_reproduced(src: Path, dest: Path) -> Path:
+    """A copy of the finished project at dest: git repo, outputs, DVC cache and run-cache."""
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+def commit_run(root: Path) -> Path:
+    """Commit everything in the project at root (after a run: dvc.lock, metrics, plots)."""
+    run("git add -A && git -c user.email=t@t -c user.name=t commit -qm run", root)
     return root

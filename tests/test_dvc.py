@@ -1,30 +1,27 @@
 """The DVC pipeline itself, in a temporary git repository holding a copy of this project:
 `dvc repro` runs, `dvc status` is clean afterwards, a params or code change reruns exactly the
 stages that read it and their descendants, a combination already run is restored from the
-run-cache instead of rerun, and a killed training resumes."""
+run-cache instead of rerun (a killed training resumes: test_dvc_resume.py). The pipeline runs
+once (conftest.py `reproduced`); each test changes its own copy of the finished project."""
 
 import hashlib
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
-from dvc_helpers import copy_project, dvc_env
+from dvc_helpers import commit_run, copy_project
 from dvc_helpers import run as _run
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A git repo with this project's tracked and untracked (not ignored) files, tiny params."""
-    return copy_project(tmp_path_factory.mktemp("project"))
+@pytest.fixture
+def project(finished_project):
+    """This test's copy of the project after `dvc repro`, the run committed (as
+    test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants commits it)."""
+    return commit_run(finished_project)
 
 
 def _set_param(root: Path, section: str, key: str, value) -> None:
@@ -66,7 +63,8 @@ def _lock_entries(root: Path) -> dict:
     return yaml.safe_load((root / "dvc.lock").read_text())["stages"]
 
 
-def test_data_stages_rerun_only_what_a_param_change_touches(project):
+def test_data_stages_rerun_only_what_a_param_change_touches(tmp_path):
+    project = copy_project(tmp_path)  # a fresh one: nothing has run
     out = _run(["dvc", "repro", "rle-encode"], project)
     assert _ran(out) == {"download", "split", "rle-encode"}
     assert "up to date" in _run(["dvc", "status", "download", "split", "rle-encode"], project)
@@ -81,11 +79,13 @@ def test_data_stages_rerun_only_what_a_param_change_touches(project):
     _set_param(project, "rle_encode", "invalid", "error")
     assert "rle_encode" in _run(["dvc", "status", "rle-encode"], project)
     assert "up to date" in _run(["dvc", "status", "download", "split"], project)
-    _run(["git", "checkout", "params.yaml"], project)
 
 
-def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project):
-    _run(["dvc", "repro"], project)
+def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(
+    finished_project, reproduced
+):
+    project = finished_project
+    assert _ran(reproduced[1]) == _stage_names(project)  # `dvc repro` ran every stage once
     assert "up to date" in _run(["dvc", "status"], project)
     assert (project / "models/facere/best.ckpt").is_file()
     assert (project / "models/facere_plus/best.ckpt").is_file()
@@ -118,7 +118,7 @@ def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(project
     ]
     assert page.count("<svg") == len(charts) > 40
     assert not list(project.glob("models/**/*.dvc"))
-    _run("git add -A && git -c user.email=t@t -c user.name=t commit -qm run", project)
+    commit_run(project)
 
     _set_param(project, "finetune_facere_plus", "lr", 0.0005)
     dry = _run(["dvc", "repro", "--dry"], project)
@@ -210,52 +210,4 @@ def test_params_already_run_are_restored_from_the_run_cache(project):
             third,
         )
     assert third_files == first_files
-    _run(["git", "checkout", "params.yaml"], project)
-
-
-def test_killed_dvc_repro_resumes_training_and_forced_reruns_give_the_same_lock(project):
-    """kill -9 in an epoch, then `dvc repro`: the training resumes from its last epoch (kept
-    outside the outputs DVC deletes) and ends with an uninterrupted run's outputs; two forced
-    reruns of the whole pipeline give identical dvc.lock entries (no pid, time or host)."""
-    _run(["dvc", "repro", "rle-encode"], project)
-    _set_param(project, "train_facere", "max_epochs", 12)
-    proc = subprocess.Popen(
-        ["dvc", "repro", "train-facere"],
-        cwd=project,
-        env=dvc_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    resume = project / "models/.facere.resume"
-    deadline = time.time() + 300
-    while not list(resume.glob("*/last.ckpt")) and time.time() < deadline:
-        assert proc.poll() is None, "dvc repro ended before the training wrote last.ckpt"
-        time.sleep(0.2)
-    time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    (last,) = resume.glob("*/last.ckpt")
-    assert '"status": "running"' in (last.parent / "run.json").read_text()
-    killed_epoch = torch.load(last, weights_only=False)["epoch"]
-    assert killed_epoch < 11, "the training finished before it was killed"
-    out = _run(["dvc", "repro", "train-facere"], project)
-    assert f"resuming from {last.relative_to(project)}" in out
-    assert "Restoring states from the checkpoint path" in out
-    assert f"epoch {killed_epoch + 2}/12 " in out and "epoch 1/12 " not in out, out
-    assert '"status": "complete"' in (project / "models/facere/run.json").read_text()
-    assert not resume.exists()
-    assert "up to date" in _run(["dvc", "status", "train-facere"], project)
-    resumed = _digest(project, "dvclive/train-facere")
-    resumed_lock = _lock_entries(project)["train-facere"]
-
-    _run(["dvc", "repro", "-f"], project)
-    assert _digest(project, "dvclive/train-facere") == resumed
-    forced = _lock_entries(project)
-    assert forced["train-facere"]["outs"] == resumed_lock["outs"]  # checkpoints too
-    _run(["dvc", "repro", "-f"], project)
-    again = _lock_entries(project)
-    assert again.keys() == forced.keys() == _stage_names(project)
-    for stage in forced:
-        assert again[stage] == forced[stage], f"{stage}: dvc.lock differs between forced reruns"
     _run(["git", "checkout", "params.yaml"], project)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from dvc_helpers import copy_project, run
+from dvc_helpers import copy_reproduced, run
 from s3_server import BUCKET, CREDENTIALS, FlakyProxy, moto_s3
 from train_helpers import aim_runs
 
@@ -32,10 +32,10 @@ def _ran(output: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """The project after `dvc repro`, committed, with a bare git remote `origin`."""
-    root = copy_project(tmp_path_factory.mktemp("beyond") / "project")
-    run(["dvc", "repro"], root)
+def project(reproduced, tmp_path_factory) -> Path:
+    """A copy of the project after `dvc repro` (shared: tests/dvc_helpers.py), committed, with a
+    bare git remote `origin`."""
+    root = copy_reproduced(reproduced[0], tmp_path_factory.mktemp("beyond") / "project")
     _commit(root, "repro")
     bare = root.parent / "origin.git"
     run(f"git init -q --bare -b main {bare} && git remote add origin {bare}", root)

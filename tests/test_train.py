@@ -24,9 +24,18 @@ def data(tmp_path_factory):
     return make_data(tmp_path_factory.mktemp("synthetic"))
 
 
-def test_train_writes_checkpoints_and_the_same_metrics_to_aim_and_dvclive(data, tmp_path):
-    paths = fp_paths(data, tmp_path)
-    summary = train(tiny_cfg(max_epochs=2), paths)
+@pytest.fixture(scope="module")
+def facere(data, tmp_path_factory):
+    """(paths, summary, folder) of one tiny Facere training (2 epochs) under its own folder, for
+    the tests that only read its outputs."""
+    folder = tmp_path_factory.mktemp("facere")
+    paths = fp_paths(data, folder)
+    return paths, train(tiny_cfg(max_epochs=2), paths), folder
+
+
+@pytest.mark.slow  # trains
+def test_train_writes_checkpoints_and_the_same_metrics_to_aim_and_dvclive(facere):
+    paths, summary, folder = facere
     assert summary["epochs"] == 2
     assert (paths.out_dir / "best.ckpt").is_file() and (paths.out_dir / "last.ckpt").is_file()
     run_info = orjson.loads((paths.out_dir / "run.json").read_bytes())
@@ -36,8 +45,8 @@ def test_train_writes_checkpoints_and_the_same_metrics_to_aim_and_dvclive(data, 
 
     live = orjson.loads((paths.live_dir / "metrics.json").read_bytes())
     assert {"loss", "bbox_mAP", "segm_AP50"} <= set(live["val"])
-    assert not (tmp_path / "dvc.yaml").exists()  # dvcyaml=False: dvclive leaves dvc.yaml alone
-    assert not list(tmp_path.rglob("*.dvc"))
+    assert not (folder / "dvc.yaml").exists()  # dvcyaml=False: dvclive leaves dvc.yaml alone
+    assert not list(folder.rglob("*.dvc"))
 
     runs = _aim_metrics(paths.aim_repo)
     assert list(runs) == ["train-facere"]
@@ -91,11 +100,10 @@ def test_best_checkpoint_is_the_best_epoch_for_the_monitor_mode(data, tmp_path, 
     assert last["epoch"] == 2
 
 
-def test_finetune_starts_from_the_facere_checkpoint(data, tmp_path, capsys):
-    facere = fp_paths(data, tmp_path)
-    train(tiny_cfg(), facere)
+@pytest.mark.slow  # trains
+def test_finetune_starts_from_the_facere_checkpoint(data, facere, tmp_path, capsys):
     plus = ff_paths(data, tmp_path)
-    cfg = tiny_cfg("finetune_facere_plus", weights=str(facere.out_dir / "best.ckpt"))
+    cfg = tiny_cfg("finetune_facere_plus", weights=str(facere[0].out_dir / "best.ckpt"))
     train(cfg, plus)
     assert "initial weights from" in capsys.readouterr().out
     _, space = load_trained(plus.out_dir / "best.ckpt")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+
+from filelock import FileLock
 
 from fashionfail.core.config import SyntheticSource, TrainConfig, load_section, parse_section
 from fashionfail.data.synthetic import generate
@@ -31,6 +36,24 @@ TINY_DATA = SyntheticSource(
     ff_test_images=4,
     max_objects=3,
 )
+
+
+def build_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder `name`, made by build(folder) once per test run: under pytest-xdist the workers
+    share it (a file lock: the first one builds, the others wait for it). Read only: a test that
+    changes it works on a copy (shutil.copytree)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this run's folder, above the workers' own
+    folder, done = base / name, base / f"{name}.done"
+    with FileLock(f"{folder}.lock"):
+        if not done.exists():
+            if folder.exists():  # a build that failed
+                shutil.rmtree(folder)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
 
 
 def make_data(root: Path) -> Path:
