@@ -62,7 +62,7 @@ def test_bench_loader_runs(tmp_path: Path) -> None:
         [
             sys.executable,
             str(REPO / "benchmarks" / "bench_loader.py"),
-            *("--samples", "2", "--literal-samples", "1", "--workers", "1"),
+            *("--samples", "1", "--literal-samples", "1", "--workers", "1"),
             *("--fp-images", "2", "--ff-images", "1", "--data", str(tmp_path)),
         ],
         capture_output=True,

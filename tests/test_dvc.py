@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dvc_helpers import commit_run, copy_project
+from dvc_helpers import commit_run, copy_project, copy_reproduced
 from dvc_helpers import run as _run
 
 pytestmark = pytest.mark.slow
@@ -22,6 +22,22 @@ def project(finished_project):
     """This test's copy of the project after `dvc repro`, the run committed (as
     test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants commits it)."""
     return commit_run(finished_project)
+
+
+LOWER_LR = 0.0005  # finetune_facere_plus.lr of the experiment `lower-lr` (params.yaml: 0.001)
+PLUS_OUTPUTS = ("models/facere_plus", "eval/facere_plus_ff", "dvclive/finetune-facere-plus")
+
+
+@pytest.fixture(scope="module")
+def lower_lr(reproduced, tmp_path_factory) -> tuple[Path, str]:
+    """(root, output): a copy of the finished project, committed, after `dvc exp run -S
+    finetune_facere_plus.lr=0.0005 -n lower-lr` (run once for this file's tests). Read only:
+    copy it (dvc_helpers.copy_reproduced)."""
+    root = commit_run(copy_reproduced(reproduced[0], tmp_path_factory.mktemp("exp") / "project"))
+    out = _run(
+        ["dvc", "exp", "run", "-S", f"finetune_facere_plus.lr={LOWER_LR}", "-n", "lower-lr"], root
+    )
+    return root, out
 
 
 def _set_param(root: Path, section: str, key: str, value) -> None:
@@ -132,10 +148,8 @@ def test_full_pipeline_then_a_finetune_param_reruns_only_its_descendants(
     _run(["git", "checkout", "params.yaml"], project)
 
 
-def test_experiments_show_params_and_metrics(project):
-    out = _run(
-        ["dvc", "exp", "run", "-S", "finetune_facere_plus.lr=0.0005", "-n", "lower-lr"], project
-    )
+def test_experiments_show_params_and_metrics(lower_lr, tmp_path):
+    project, out = copy_reproduced(lower_lr[0], tmp_path / "project"), lower_lr[1]
     assert "Running stage 'finetune-facere-plus'" in out
     assert "Running stage 'train-facere'" not in out
     show = _run(["dvc", "exp", "show", "--no-pager", "--md"], project)
@@ -166,7 +180,8 @@ def test_experiments_show_params_and_metrics(project):
     assert not any(":" in h or "/" in h for h in header)  # no detail metric (file:name), no dep
     exp_diff = _run(["dvc", "exp", "diff", "HEAD", "lower-lr", "--md"], project)
     assert "finetune_facere_plus.lr" in exp_diff
-    _set_param(project, "finetune_facere_plus", "lr", 0.0005)
+    _run(["git", "checkout", "params.yaml"], project)  # exp run left lower-lr's value there
+    _set_param(project, "finetune_facere_plus", "lr", LOWER_LR)
     assert "finetune_facere_plus.lr" in _run(["dvc", "params", "diff", "--md"], project)
     _run(["git", "checkout", "params.yaml"], project)
 
@@ -191,23 +206,29 @@ def test_a_code_edit_reruns_exactly_the_stages_that_run_that_code(project):
     predict.write_text(original)
 
 
-def test_params_already_run_are_restored_from_the_run_cache(project):
-    """lr=A, lr=B, then lr=A again: the third run trains nothing; every stage is restored or
-    skipped, and its outputs are the first run's, byte for byte."""
-    outputs = ("models/facere_plus", "eval/facere_plus_ff", "dvclive/finetune-facere-plus")
-    runs = []
-    for lr in (0.0007, 0.0009, 0.0007):
+def test_params_already_run_are_restored_from_the_run_cache(reproduced, lower_lr, tmp_path):
+    """lr=A (the shared `dvc repro`), lr=B (`dvc exp run`, fixture lower_lr), then A and B again:
+    the third and fourth runs train nothing; every stage is restored or skipped, and the outputs
+    are the first and the second run's, byte for byte."""
+    original = yaml.safe_load((reproduced[0] / "params.yaml").read_text())
+    first_lr = original["finetune_facere_plus"]["lr"]
+    assert first_lr != LOWER_LR
+    project = copy_reproduced(lower_lr[0], tmp_path / "project")
+    first_files = _digest(reproduced[0], *PLUS_OUTPUTS)
+    second_files = _digest(project, *PLUS_OUTPUTS)  # the workspace holds lower-lr's outputs
+    assert "finetune-facere-plus" in _ran(lower_lr[1]) and "finetune-facere-plus" in _ran(
+        reproduced[1]
+    )
+    assert first_files.keys() == second_files.keys() and first_files != second_files
+    for lr, files in ((first_lr, first_files), (LOWER_LR, second_files)):
         out = _run(["dvc", "exp", "run", "-S", f"finetune_facere_plus.lr={lr}"], project)
-        runs.append((out, _digest(project, *outputs)))
-    (first, first_files), (second, _), (third, third_files) = runs
-    assert "finetune-facere-plus" in _ran(first) and "finetune-facere-plus" in _ran(second)
-    assert _ran(third) == set(), third  # nothing ran ...
-    assert "epoch 1/" not in third and "Epoch 0" not in third  # ... no training progress ...
-    assert {"finetune-facere-plus", "evaluate@facere_plus_ff"} <= _restored(third), third
-    for stage in _stage_names(project):  # ... each stage restored or skipped
-        assert stage in _restored(third) or f"Stage '{stage}' didn't change, skipping" in third, (
-            stage,
-            third,
-        )
-    assert third_files == first_files
+        assert _ran(out) == set(), out  # nothing ran ...
+        assert "epoch 1/" not in out and "Epoch 0" not in out  # ... no training progress ...
+        assert {"finetune-facere-plus", "evaluate@facere_plus_ff"} <= _restored(out), out
+        for stage in _stage_names(project):  # ... each stage restored or skipped
+            assert stage in _restored(out) or f"Stage '{stage}' didn't change, skipping" in out, (
+                stage,
+                out,
+            )
+        assert _digest(project, *PLUS_OUTPUTS) == files, lr
     _run(["git", "checkout", "params.yaml"], project)

@@ -1,6 +1,6 @@
-"""A killed `dvc repro` resumes its training, and forced reruns of the whole pipeline give the
-same dvc.lock (tests/test_dvc.py's temporary project; a file of its own so that pytest-xdist runs
-it beside test_dvc.py's tests)."""
+"""A forced rerun of the whole pipeline gives the same dvc.lock as the first run, and a killed
+`dvc repro` resumes its training (tests/test_dvc.py's temporary project; a file of its own so that
+pytest-xdist runs it beside test_dvc.py's tests)."""
 
 import os
 import signal
@@ -22,11 +22,19 @@ def project(finished_project):
     return commit_run(finished_project)
 
 
-def test_killed_dvc_repro_resumes_training_and_forced_reruns_give_the_same_lock(project):
-    """kill -9 in an epoch, then `dvc repro`: the training resumes from its last epoch (kept
-    outside the outputs DVC deletes) and ends with an uninterrupted run's outputs; two forced
-    reruns of the whole pipeline give identical dvc.lock entries (no pid, time or host)."""
-    _run(["dvc", "repro", "rle-encode"], project)
+def test_forced_rerun_gives_the_same_lock_then_a_killed_dvc_repro_resumes_training(
+    project, reproduced
+):
+    """`dvc repro -f` in this copy gives dvc.lock entries identical to the shared first run's,
+    made in another folder (no pid, time, host or path). Then kill -9 in an epoch, then `dvc
+    repro`: the training resumes from its last epoch (kept outside the outputs DVC deletes) and
+    ends with an uninterrupted run's outputs (`dvc repro -f -s`)."""
+    _run(["dvc", "repro", "-f"], project)
+    forced, first = _lock_entries(project), _lock_entries(reproduced[0])
+    assert forced.keys() == first.keys() == _stage_names(project)
+    for stage in forced:
+        assert forced[stage] == first[stage], f"{stage}: dvc.lock differs between two runs"
+
     _set_param(project, "train_facere", "max_epochs", 12)
     proc = subprocess.Popen(
         ["dvc", "repro", "train-facere"],
@@ -58,13 +66,8 @@ def test_killed_dvc_repro_resumes_training_and_forced_reruns_give_the_same_lock(
     resumed = _digest(project, "dvclive/train-facere")
     resumed_lock = _lock_entries(project)["train-facere"]
 
-    _run(["dvc", "repro", "-f"], project)
+    out = _run(["dvc", "repro", "-f", "-s", "train-facere"], project)  # uninterrupted
+    assert "epoch 1/12 " in out and "resuming" not in out, out
     assert _digest(project, "dvclive/train-facere") == resumed
-    forced = _lock_entries(project)
-    assert forced["train-facere"]["outs"] == resumed_lock["outs"]  # checkpoints too
-    _run(["dvc", "repro", "-f"], project)
-    again = _lock_entries(project)
-    assert again.keys() == forced.keys() == _stage_names(project)
-    for stage in forced:
-        assert again[stage] == forced[stage], f"{stage}: dvc.lock differs between forced reruns"
+    assert _lock_entries(project)["train-facere"]["outs"] == resumed_lock["outs"]  # checkpoints too
     _run(["git", "checkout", "params.yaml"], project)
