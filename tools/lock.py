@@ -138,8 +138,21 @@ def install(pyproject: Path = PYPROJECT, lock: Path = LOCK) -> None:
     uv = [str(Path(sys.executable).parent / "uv"), "pip"]
     target = ["--python", sys.executable]
     # Every package is pinned: nothing to resolve (--no-deps); `uv pip check` proves it complete.
+    # --compile-bytecode: uv writes no .pyc files (pip does). Without them every process compiles
+    # torch & co. again where .pyc files cannot be written (PYTHONDONTWRITEBYTECODE, read-only
+    # venv): `import torch, torchvision, pytorch_lightning` took 18 s instead of 8 s here.
     subprocess.run(
-        [*uv, "install", "-q", *target, "--no-deps", "-r", str(lock), *pip_index_options()],
+        [
+            *uv,
+            "install",
+            "-q",
+            *target,
+            "--no-deps",
+            "--compile-bytecode",
+            "-r",
+            str(lock),
+            *pip_index_options(),
+        ],
         check=True,
     )
     # The editable install builds with the locked setuptools instead of downloading one.
