@@ -10,7 +10,6 @@ uv's cache where pip took ~2 min 15 s.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ import venv
 from pathlib import Path
 
 import pytest
+from test_deps import lock  # tools/lock.py
 from test_onnx import decisive_checkpoint
 from test_predict import write_images
 
@@ -27,9 +27,6 @@ from fashionfail.commands.main import COMMANDS
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("lock", REPO / "tools" / "lock.py")
-lock = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(lock)
 MODULES = sorted(
     ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
     for p in (REPO / "fashionfail").rglob("*.py")
