@@ -5,7 +5,9 @@ Generates real-size synthetic data (download.synthetic.profile: real; Fashionped
 and implementation measures, in a fresh process limited to one thread (what one DataLoader worker
 does: decode, masks, augment): seconds per sample (median / p95 / max), the process' peak RSS,
 and images/s through a DataLoader with N workers. The floor is decode + to-tensor only. Samples
-are seeded alike, so fast and literal draw the same parameters.
+are seeded alike, so fast and literal draw the same parameters. Each case's process is forked
+from a multiprocessing forkserver that has imported torch once, as a DataLoader worker is forked
+from the trainer: it pays no imports, and its RSS counts the shared pages it touches.
 
     python benchmarks/bench_loader.py [--samples 40] [--literal-samples 12] [--workers 2]
                                       [--data /tmp/fashionfail-bench-data]
@@ -18,12 +20,12 @@ paper default (augment_impl: fast).
 from __future__ import annotations
 
 import argparse
-import json
+import multiprocessing
 import os
 import resource
-import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,17 +89,18 @@ def _dataset(root: Path, recipe: str, impl: str, which: str):
     )
 
 
-def _one(args: argparse.Namespace) -> None:
-    """Measure one case in this process (1 thread); print a JSON line."""
+def _one(root: Path, recipe: str, impl: str, which: str, n: int, workers: int) -> dict:
+    """Measure one case in this (fresh, 1-thread) process."""
     import numpy as np
     import torch
 
     from fashionfail.data.detection import make_loader
 
+    # Started by the forkserver, this process would start its DataLoader workers through a
+    # forkserver of its own (each importing torch again); training forks them.
+    multiprocessing.set_start_method("fork", force=True)
     torch.set_num_threads(1)
-    root = Path(args.data)
-    ds = _dataset(root, args.recipe, args.impl, args.which)
-    n = args.n
+    ds = _dataset(root, recipe, impl, which)
     times = []
     for i in range(n):
         torch.manual_seed(i)
@@ -113,15 +116,23 @@ def _one(args: argparse.Namespace) -> None:
         "n": n,
         "rss_mb": rss_mb,
     }
-    if args.workers > 0:
-        loader = make_loader(ds, 2, shuffle=False, num_workers=args.workers)
+    if workers > 0:
+        loader = make_loader(ds, 2, shuffle=False, num_workers=workers)
         it = iter(loader)
         next(it)  # workers started, first batch out
         start, count = time.perf_counter(), 0
         for images, _ in it:
             count += len(images)
         out["images_per_s"] = count / (time.perf_counter() - start) if count else float("nan")
-    print(json.dumps(out))
+    return out
+
+
+def _fresh_processes() -> ProcessPoolExecutor:
+    """One new process per case, forked from a server that imported torch & co. (one thread)."""
+    os.environ["OMP_NUM_THREADS"] = "1"  # read by torch when the server imports it
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "torchvision", "fashionfail.data.detection"])
+    return ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=1)
 
 
 def main() -> None:
@@ -132,13 +143,7 @@ def main() -> None:
     ap.add_argument("--data", default="/tmp/fashionfail-bench-data", help="synthetic data cache")
     ap.add_argument("--fp-images", type=int, default=24, help="Fashionpedia-like images made")
     ap.add_argument("--ff-images", type=int, default=12, help="FashionFail-like images made")
-    ap.add_argument("--one", nargs=3, metavar=("RECIPE", "IMPL", "DATA"), help=argparse.SUPPRESS)
-    ap.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.one:
-        args.recipe, args.impl, args.which = args.one
-        _one(args)
-        return
     root = _data(Path(args.data), fp_images=args.fp_images, ff_images=args.ff_images)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
@@ -147,41 +152,28 @@ def main() -> None:
     )
     floor_rss = {}
     medians = {}
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    for recipe, impl, which in CASES:
-        n = args.literal_samples if impl == "literal" else args.samples
-        cmd = [
-            sys.executable,
-            __file__,
-            "--data",
-            str(root),
-            "--one",
-            recipe,
-            impl,
-            which,
-            "--n",
-            str(n),
-            "--workers",
-            str(args.workers),
-        ]
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if res.returncode:
-            print(f"{recipe:<12} {impl:<8} failed: {res.stderr.strip().splitlines()[-1]}")
-            continue
-        r = json.loads(res.stdout.strip().splitlines()[-1])
-        data = "FP-like 1024px" if which == "fp" else "FF-like 2400px"
-        if recipe == "floor":
-            floor_rss[which] = r["rss_mb"]
-        print(
-            f"{recipe:<12} {impl:<8} {data:<14} {r['median']:>9.3f} {r['p95']:>8.3f} "
-            f"{r['max']:>8.3f} {r.get('images_per_s', float('nan')):>7.1f} "
-            f"{r['rss_mb']:>7.0f} {r['rss_mb'] - floor_rss.get(which, 0):>8.0f}",
-            flush=True,
-        )
-        medians[(recipe, impl)] = r["median"]
+    with _fresh_processes() as pool:
+        for recipe, impl, which in CASES:
+            n = args.literal_samples if impl == "literal" else args.samples
+            try:
+                r = pool.submit(_one, root, recipe, impl, which, n, args.workers).result()
+            except Exception as e:  # noqa: BLE001 - reported in the table, the others still run
+                print(f"{recipe:<12} {impl:<8} failed: {type(e).__name__}: {e}")
+                continue
+            data = "FP-like 1024px" if which == "fp" else "FF-like 2400px"
+            if recipe == "floor":
+                floor_rss[which] = r["rss_mb"]
+            print(
+                f"{recipe:<12} {impl:<8} {data:<14} {r['median']:>9.3f} {r['p95']:>8.3f} "
+                f"{r['max']:>8.3f} {r.get('images_per_s', float('nan')):>7.1f} "
+                f"{r['rss_mb']:>7.0f} {r['rss_mb'] - floor_rss.get(which, 0):>8.0f}",
+                flush=True,
+            )
+            medians[(recipe, impl)] = r["median"]
     print(
         f"(img/s: {args.workers} DataLoader workers, batch 2; RSS: peak of the 1-core process, "
-        "which includes torch itself; > floor: above decode + to-tensor only)"
+        "forked from one holding torch, as a DataLoader worker is; > floor: above decode + "
+        "to-tensor only)"
     )
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
