@@ -134,7 +134,8 @@ def test_paper_settings_run_on_cpu(tmp_path: Path) -> None:
     # sets for the tiny models (whose steps are too short for several threads).
     env.pop("OMP_NUM_THREADS", None)
     # Its two threads share the cores with the other xdist worker: waiting threads sleep instead
-    # of spinning on a core the other worker needs (~10% faster for both, benchmarks/README).
+    # of spinning on a core the other worker needs (a step beside a busy process: 10 % less wall,
+    # 15 % less CPU; docs/benchmarks.md).
     env["OMP_WAIT_POLICY"] = "PASSIVE"
     subprocess.run(
         "git init -q -b main && git add -A && git -c user.email=t@t -c user.name=t commit -qm init",
