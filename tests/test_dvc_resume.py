@@ -1,7 +1,12 @@
 """A forced rerun of the whole pipeline gives the same dvc.lock as the first run, and a killed
 `dvc repro` resumes its training (tests/test_dvc.py's temporary project; a file of its own so that
-pytest-xdist runs it beside test_dvc.py's tests)."""
+pytest-xdist runs it beside test_dvc.py's tests).
 
+The kill -9 test of the training itself lives here too: what the resume keeps (run.json, dvclive's
+rows, the Aim run and its tags, nothing published early) is checked on the training `dvc repro`
+runs, the way users run it, instead of on a second killed training of its own."""
+
+import json
 import os
 import signal
 import subprocess
@@ -13,8 +18,22 @@ from dvc_helpers import commit_run, dvc_env
 from dvc_helpers import run as _run
 from test_dvc import _digest, _lock_entries, _set_param, _stage_names
 
+from fashionfail.core.tracking import tag_names
+
 pytestmark = pytest.mark.slow
 EPOCHS = 6  # killed ~1 s after its first epoch's last.ckpt: a tiny epoch takes ~1 s
+
+
+def _aim_run(root, run_hash=None):
+    """The project's Aim runs' hashes, or (run_hash given) that run, indexed as `aim up` does."""
+    from aim import Repo
+    from aim.sdk.index_manager import RepoIndexManager
+
+    repo = Repo.from_path(str(root))
+    if run_hash is None:
+        return set(repo.list_all_runs())
+    RepoIndexManager.get_index_manager(repo).index(run_hash)
+    return Repo.from_path(str(root)).get_run(run_hash)
 
 
 @pytest.fixture
@@ -37,6 +56,8 @@ def test_forced_rerun_gives_the_same_lock_then_a_killed_dvc_repro_resumes_traini
         assert forced[stage] == first[stage], f"{stage}: dvc.lock differs between two runs"
 
     _set_param(project, "train_facere", "max_epochs", EPOCHS)
+    _set_param(project, "train_facere", "num_workers", 1)  # a DataLoader worker is killed too
+    runs_before = _aim_run(project)
     proc = subprocess.Popen(
         ["dvc", "repro", "train-facere"],
         cwd=project,
@@ -51,18 +72,34 @@ def test_forced_rerun_gives_the_same_lock_then_a_killed_dvc_repro_resumes_traini
         assert proc.poll() is None, "dvc repro ended before the training wrote last.ckpt"
         time.sleep(0.2)
     time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # as abrupt as a lost machine
     proc.wait()
     (last,) = resume.glob("*/last.ckpt")
-    assert '"status": "running"' in (last.parent / "run.json").read_text()
+    killed = json.loads((last.parent / "run.json").read_text())
+    assert killed["status"] == "running"
+    assert not (project / "models/facere/best.ckpt").exists()  # nothing published early
     killed_epoch = torch.load(last, weights_only=False)["epoch"]
     assert killed_epoch < EPOCHS - 1, "the training finished before it was killed"
+    # dvclive one row ahead of last.ckpt (killed between the two writes, or a live folder
+    # restored from another run): the resume must not keep that row.
+    val_loss = last.parent / "dvclive/plots/metrics/val/loss.tsv"
+    val_loss.write_text(val_loss.read_text() + "9999\t0.5\n")
     out = _run(["dvc", "repro", "train-facere"], project)
     assert f"resuming from {last.relative_to(project)}" in out
     assert "Restoring states from the checkpoint path" in out
     assert f"epoch {killed_epoch + 2}/{EPOCHS} " in out and f"epoch 1/{EPOCHS} " not in out, out
-    assert '"status": "complete"' in (project / "models/facere/run.json").read_text()
+    final = json.loads((project / "models/facere/run.json").read_text())
+    assert final["status"] == "complete" and final["epochs"] == EPOCHS
+    assert final["fingerprint"] == killed["fingerprint"]
     assert not resume.exists()
+    rows = (project / "dvclive/train-facere/plots/metrics/val/loss.tsv").read_text().splitlines()
+    steps = [int(row.split("\t")[0]) for row in rows[1:]]
+    assert len(steps) == EPOCHS and steps == sorted(set(steps)), steps  # a row per epoch, in order
+    # The killed run's Aim run went on: one run more than before the kill, tagged resumed.
+    assert _aim_run(project) - runs_before == {killed["aim_run_hash"]}
+    aim_run = _aim_run(project, killed["aim_run_hash"])
+    assert tag_names(aim_run) == {"stage:train-facere", "resumed", "finished"}
+    assert aim_run["fingerprint"] == final["fingerprint"]
     assert "up to date" in _run(["dvc", "status", "train-facere"], project)
     resumed = _digest(project, "dvclive/train-facere")
     resumed_lock = _lock_entries(project)["train-facere"]

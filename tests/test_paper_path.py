@@ -2,37 +2,42 @@
 changed only where a CPU-only, offline CI run needs it.
 
 What runs is the paper's code path: real-size synthetic data (Fashionpedia-like up to 1024 px,
-FashionFail-like 2400 px), the paper's recipes (facere, facere_plus; fast implementation as
-params.paper.yaml has it), `maskrcnn_resnet50_fpn_v2` at 800/1333, `weights: coco` read from a
-COCO-shaped local file (torchvision's cache, made here: torchvision's COCO state-dict keys and
-shapes, random values) so the COCO -> 46/22 head replacement runs, DDP strategy, 2 DataLoader
-workers, Facere+ initialised from Facere's best checkpoint, and the three evaluations.
+FashionFail-like 2400 px, decoded and augmented at that size), the paper's recipes (facere,
+facere_plus; fast implementation as params.paper.yaml has it), `maskrcnn_resnet50_fpn_v2`,
+`weights: coco` read from a COCO-shaped local file (torchvision's cache, made here: torchvision's
+COCO state-dict keys and shapes, random values) so the COCO -> 46/22 head replacement runs, DDP
+strategy, 2 DataLoader workers, Facere+ initialised from Facere's best checkpoint, the export of
+both models and the four evaluations of the exported files (evaluate.model: onnx).
 
-Changes from params.paper.yaml (asserted below, nothing else differs):
+Changes from params.paper.yaml (asserted below, nothing else differs) are sizes and counts, the
+values a CI run on 2 CPU cores can afford, not other code:
 - download: source synthetic, profile real, a handful of images per split (Fashionpedia-train 4
   -> 3/1 by the split, Fashionpedia-val (the test set) 1; FashionFail train 4, val 1, test 1:
   each training stage's two DataLoader workers load a batch, and each validates one image);
 - training: accelerator cpu, precision 32-true, num_workers 2, limit_train_batches 1,
   max_epochs 1 (one training batch and the single validation batch per stage), batch_size 2
-  (one R50-FPN v2 step at 800 x 1333 costs ~15-20 s per image on 2 cores: 8 images per step
-  would not fit the CI budget; 2 still batches images of different sizes, as the paper's 8 do),
-  trainer.num_sanity_val_steps 0 (the same validation code runs at
-  the end of the epoch), eval_map_every_n_epochs 1 (val mAP in the single epoch),
-  log_every_n_steps 1 (a progress line per step: the seconds per step printed here). One
-  training step per stage runs the same code as two (~40-60 s each here): the BatchNorm counters
+  (2 still batches images of different sizes, as the paper's 8 do), trainer.num_sanity_val_steps
+  0 (the same validation code runs at the end of the epoch), eval_map_every_n_epochs 1 (val mAP
+  in the single epoch), log_every_n_steps 1 (a progress line per step: the seconds per step
+  printed here). One training step per stage runs the same code as two: the BatchNorm counters
   below still tell which checkpoint each stage started from;
+- training: min_size 400, max_size 667, half the paper's 800/1333 (the same ratio). The network's
+  input size is a number like the batch size: the recipes resize the real-size images to it and
+  torchvision's transform pads the batch, by the same code at any size. At 800/1333 a 2-image
+  step costs 36-51 s here and the rehearsal ~335 CPU-s; at half the size ~200 (docs/benchmarks.md
+  has the 800 px costs, bench_train_step.py and bench_val.py measure them);
 - evaluate: device cpu;
 - export_onnx: verify_images 0. The parity check of a model trained one step finds no detection
   on either side ("0/0 detections matched"): it compared nothing, for ~18 CPU-s per export.
   tests/test_onnx.py checks parity on models that detect; here the four evaluations run the
-  exported files in onnxruntime at 800/1333, and each training's validation runs the PyTorch
-  model in eval mode at the same size.
+  exported files in onnxruntime, and each training's validation runs the PyTorch model in eval
+  mode.
 
 The commands run with glibc's malloc keeping freed memory (MALLOC_MMAP_MAX_=0,
-MALLOC_TRIM_THRESHOLD_): R50-FPN v2 at 800 px allocates and frees tensors of tens to hundreds of
-MB, which glibc otherwise maps and unmaps each time, so every step faults all of its pages in
-again (measured: a 2-image step 51 s -> 36-39 s, its system time ~4x smaller). An environment
-setting, not a code path: the same code runs.
+MALLOC_TRIM_THRESHOLD_): R50-FPN v2 at real sizes allocates and frees tensors of tens to hundreds
+of MB, which glibc otherwise maps and unmaps each time, so every step faults all of its pages in
+again (measured at 800 px: a 2-image step 51 s -> 36-39 s, its system time ~4x smaller). An
+environment setting, not a code path: the same code runs.
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ CHANGES = {
             "batch_size": 2,
             "log_every_n_steps": 1,
             "eval_map_every_n_epochs": 1,
+            "min_size": 400,
+            "max_size": 667,
         }.items()
     },
     **{(section, "trainer", "num_sanity_val_steps"): 0 for section in TRAIN_SECTIONS},
@@ -129,7 +136,8 @@ def test_paper_settings_run_on_cpu(tmp_path: Path) -> None:
     assert {k for k in after if after.get(k) != before.get(k)} <= set(CHANGES)  # nothing else
     assert params["train_facere"]["arch"] == "maskrcnn_resnet50_fpn_v2"
     assert params["train_facere"]["weights"] == "coco"
-    assert (params["train_facere"]["min_size"], params["train_facere"]["max_size"]) == (800, 1333)
+    for section in TRAIN_SECTIONS:  # the paper's input size, halved here (module docstring)
+        assert (paper[section]["min_size"], paper[section]["max_size"]) == (800, 1333)
     assert params["finetune_facere_plus"]["weights"] == "models/facere/best.ckpt"
     assert params["train_facere"]["strategy"] == "ddp"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -142,7 +150,7 @@ def test_paper_settings_run_on_cpu(tmp_path: Path) -> None:
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     env.pop("DVC_EXP_NAME", None)
-    # R50-FPN at 800 px uses every core well: not the one thread per xdist worker that conftest.py
+    # R50-FPN uses every core well: not the one thread per xdist worker that conftest.py
     # sets for the tiny models (whose steps are too short for several threads).
     env.pop("OMP_NUM_THREADS", None)
     # Its two threads share the cores with the other xdist worker: waiting threads sleep instead
@@ -185,7 +193,7 @@ def test_paper_settings_run_on_cpu(tmp_path: Path) -> None:
     # The COCO-shaped file was read: its frozen layers are in Facere, its heads replaced.
     coco = torch.load(coco_file, map_location="cpu", weights_only=True)
     facere, facere_cfg = _state(root / "models" / "facere" / "best.ckpt")
-    assert facere_cfg["arch"] == "maskrcnn_resnet50_fpn_v2" and facere_cfg["min_size"] == 800
+    assert facere_cfg["arch"] == "maskrcnn_resnet50_fpn_v2" and facere_cfg["min_size"] == 400
     assert torch.equal(facere["backbone.body.conv1.weight"], coco["backbone.body.conv1.weight"])
     assert not torch.equal(
         facere["backbone.body.layer4.0.conv1.weight"], coco["backbone.body.layer4.0.conv1.weight"]

@@ -1,11 +1,10 @@
-"""train() end to end on tiny synthetic data: checkpoints, loggers, resume, DDP, seed commands."""
+"""train() end to end on tiny synthetic data: checkpoints, loggers, DDP, seed commands (a killed
+training resumes: tests/test_dvc_resume.py)."""
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import orjson
 import pytest
@@ -160,85 +159,6 @@ def _stage_cmd(data, tmp_path, params):
         "--name",
         "train-facere",
     ]
-
-
-def _published(paths) -> dict[str, bytes]:
-    """A finished run's outputs (out_dir, live_dir) by relative path."""
-    return {
-        str(f.relative_to(folder.parent)): f.read_bytes()
-        for folder in (paths.out_dir, paths.live_dir)
-        for f in sorted(folder.rglob("*"))
-        if f.is_file()
-    }
-
-
-@pytest.mark.slow
-def test_killed_training_resumes_from_last_checkpoint(data, tmp_path):
-    """Killed in an epoch, the run resumes from its last epoch (kept outside the outputs, which
-    DVC deletes before a rerun) and ends with the outputs of an uninterrupted run."""
-    epochs = 5  # killed ~0.5 s after the first epoch's last.ckpt; an epoch takes ~1 s
-    params = _params_file(tmp_path, "train_facere", max_epochs=epochs, num_workers=1)
-    cmd = _stage_cmd(data, tmp_path, params)
-    paths = fp_paths(data, tmp_path)
-    out = paths.out_dir
-    proc = subprocess.Popen(
-        cmd,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 120
-
-    def resume_files() -> list:
-        return list(paths.resume_root.glob("*/last.ckpt"))
-
-    while not resume_files() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)  # as abrupt as a lost machine
-    proc.wait()
-    assert resume_files(), "the run ended before writing last.ckpt"
-    (last,) = resume_files()
-    killed_epoch = torch.load(last, weights_only=False)["epoch"]
-    assert killed_epoch < epochs - 1, "the run finished before it could be killed"
-    run_info = orjson.loads((last.parent / "run.json").read_bytes())
-    assert run_info["status"] == "running"
-    assert not (out / "best.ckpt").exists()  # nothing published by an unfinished run
-    # dvclive one row ahead of last.ckpt (killed between the two writes, or a live folder
-    # restored from another run): the resume must not keep that row.
-    val_loss = last.parent / "dvclive/plots/metrics/val/loss.tsv"
-    val_loss.write_text(val_loss.read_text() + "9999\t0.5\n")
-
-    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "Restoring states from the checkpoint path" in done.stdout + done.stderr
-    val_loss = paths.live_dir / "plots/metrics/val/loss.tsv"
-    steps = [int(r.split("\t")[0]) for r in val_loss.read_text().splitlines()[1:]]
-    assert len(steps) == epochs and steps == sorted(set(steps)), steps  # a row per epoch, in order
-    final = orjson.loads((out / "run.json").read_bytes())
-    assert final["status"] == "complete" and final["epochs"] == epochs
-    assert final["fingerprint"] == run_info["fingerprint"]
-    assert not paths.resume_root.exists()
-    runs = _aim_metrics(tmp_path)
-    assert len(runs) == 1  # the same Aim run goes on
-    assert _aim_fingerprint(tmp_path, runs["train-facere"][0]) == final["fingerprint"]
-    from aim import Repo
-
-    from fashionfail.core.tracking import tag_names
-
-    (run,) = Repo.from_path(str(tmp_path)).iter_runs()
-    assert tag_names(run) == {"stage:train-facere", "resumed", "finished"}
-    resumed = _published(paths)
-
-    # A finished run is not resumed: the same command trains again from scratch, and this
-    # uninterrupted run gives the resumed run's outputs, byte for byte.
-    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "Restoring states" not in again.stdout + again.stderr
-    uninterrupted = _published(paths)
-    assert resumed.keys() == uninterrupted.keys() and "models/best.ckpt" in resumed
-    for name in resumed:  # checkpoints included (canonical_checkpoint)
-        assert resumed[name] == uninterrupted[name], f"{name} differs from an uninterrupted run"
 
 
 @pytest.mark.slow
