@@ -81,9 +81,12 @@ def test_forced_rerun_gives_the_same_lock_then_a_killed_dvc_repro_resumes_traini
     killed_epoch = torch.load(last, weights_only=False)["epoch"]
     assert killed_epoch < EPOCHS - 1, "the training finished before it was killed"
     # dvclive one row ahead of last.ckpt (killed between the two writes, or a live folder
-    # restored from another run): the resume must not keep that row.
+    # restored from another run) and a row cut by the kill: the resume must keep neither. And
+    # dvclive's metrics.json emptied by a kill during its rewrite (it is rewritten at every
+    # logging step; a CI run hit it): the resume puts back the checkpoint's copy.
     val_loss = last.parent / "dvclive/plots/metrics/val/loss.tsv"
-    val_loss.write_text(val_loss.read_text() + "9999\t0.5\n")
+    val_loss.write_text(val_loss.read_text() + "9999\t0.5\n1\t0.12")
+    (last.parent / "dvclive/metrics.json").write_text("")
     out = _run(["dvc", "repro", "train-facere"], project)
     assert f"resuming from {last.relative_to(project)}" in out
     assert "Restoring states from the checkpoint path" in out

@@ -309,12 +309,38 @@ class EpochSeed(pl.Callback):
     on_train_start = on_train_epoch_start
 
 
+LIVE_SUMMARY_KEY = "fashionfail_dvclive_metrics_json"  # in a checkpoint: see LiveSummary
+
+
+class LiveSummary(pl.Callback):
+    """Keeps dvclive's metrics.json, as it is when a checkpoint is written, in the checkpoint.
+
+    dvclive rewrites metrics.json in place at every logging step; a run killed during that write
+    leaves it empty or cut, and dvclive cannot resume from it (a JSON error). A resume writes the
+    checkpoint's copy back (trim_live_dir): the live folder is then the checkpoint's state."""
+
+    def __init__(self, live_dir: Path):
+        self.path = Path(live_dir) / "metrics.json"
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if trainer.is_global_zero and self.path.is_file():
+            checkpoint[LIVE_SUMMARY_KEY] = self.path.read_text(encoding="utf-8")
+
+
 def trim_live_dir(live_dir: Path, ckpt: Path) -> int:
     """Before a resume from `ckpt`: drop dvclive's rows logged after that checkpoint (a run killed
     between dvclive's epoch-end write and the checkpoint's, or a live folder restored from
-    another run), so the resumed run appends no duplicate or foreign steps. Returns the rows
-    dropped."""
+    another run), so the resumed run appends no duplicate or foreign steps, and put back the
+    metrics.json the checkpoint holds (LiveSummary; the file may have been cut by the kill).
+    Returns the rows dropped."""
     state = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+    summary = state.get(LIVE_SUMMARY_KEY)
+    if summary is not None:
+        tmp = live_dir / ".metrics.json.tmp"
+        tmp.write_text(summary, encoding="utf-8")
+        tmp.replace(live_dir / "metrics.json")
     step = int(state.get("global_step", 0))
     dropped = 0
     for tsv in sorted((live_dir / "plots" / "metrics").rglob("*.tsv")):
@@ -322,7 +348,10 @@ def trim_live_dir(live_dir: Path, ckpt: Path) -> int:
         if not lines:
             continue
         col = lines[0].rstrip("\n").split("\t").index("step")
-        keep = [lines[0]] + [r for r in lines[1:] if int(r.split("\t")[col]) < step]
+        # A row without its newline was being written when the run was killed: not logged.
+        keep = [lines[0]] + [
+            r for r in lines[1:] if r.endswith("\n") and int(r.split("\t")[col]) < step
+        ]
         if len(keep) < len(lines):
             dropped += len(lines) - len(keep)
             tmp = tsv.with_name(tsv.name + ".tmp")
@@ -509,6 +538,7 @@ def _fit(
             checkpoint,
             last,
             _RunFile(work / RUN_FILE, info, loggers[0]),
+            LiveSummary(live_dir),
             EpochSeed(cfg.seed, train_loader.sampler),
             AimTags(paths.name, resumed=resume_from is not None),
             *([BestScore(live_dir / "best.json", paths.summary_key)] if paths.summary_key else []),
